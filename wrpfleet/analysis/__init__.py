@@ -1,0 +1,1 @@
+"""Analysis: summaries, statistics and figures of workloads and runs."""

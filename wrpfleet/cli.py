@@ -1,0 +1,242 @@
+"""The ``wrpfleet`` command. Thin: it parses, calls the library and prints.
+
+Bad input of any kind ends with one ``file:line: field: problem`` line per problem
+on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from wrpfleet.errors import InputError
+from wrpfleet.types import Request
+from wrpfleet.workload import FORMATS, TraceWorkload, is_scenario, load_workload
+from wrpfleet.workload.trace import ReadReport, write_requests
+
+app = typer.Typer(
+    help="Plan and run LLM inference fleets: workloads, routers and GPU pools (WRP).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+workload_app = typer.Typer(
+    help="Inspect, plot and export workloads (synthetic specs and traces).",
+    no_args_is_help=True,
+)
+app.add_typer(workload_app, name="workload")
+
+out = Console()
+err = Console(stderr=True)
+
+Source = Annotated[
+    Path,
+    typer.Argument(
+        help="A workload spec (.yaml), a scenario (.yaml: its workload), or a trace file "
+        "(Azure .csv, Mooncake .jsonl, BurstGPT .csv, generic .csv/.jsonl/.parquet; .gz too).",
+        show_default=False,
+    ),
+]
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help=f"Trace format: auto (from extension and first line) or one of {', '.join(FORMATS)}.",
+    ),
+]
+SkipOpt = Annotated[
+    bool,
+    typer.Option(
+        "--skip-bad-lines",
+        help="Skip malformed trace lines instead of stopping; report how many were skipped.",
+    ),
+]
+SeedOpt = Annotated[
+    int | None, typer.Option("--seed", help="Seed for synthetic workloads and trace sampling.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
+
+
+@dataclass
+class _Source:
+    """What a describe/export source resolves to: a workload, or a scenario's workload."""
+
+    name: str
+    kind: str
+    requests: Iterator[Request]
+    horizon: float | None
+    report: ReadReport
+    format: str | None = None
+
+
+def _source(source: Path, format: str, skip_bad_lines: bool, seed: int | None) -> _Source:
+    if format != "auto" and source.suffix.lower() in (".yaml", ".yml"):
+        raise InputError("--format applies to trace files, not YAML specs", path=source)
+    report = ReadReport()
+    if source.suffix.lower() in (".yaml", ".yml") and is_scenario(source):
+        from wrpfleet.config import load_scenario
+
+        scenario = load_scenario(source, seed=seed)
+        workload, requests = scenario.workload, scenario.requests()
+        horizon = scenario.duration_s or getattr(workload, "duration_s", None)
+        return _Source(scenario.workload.name, workload.kind, requests, horizon, report)
+    workload = load_workload(source, format=format, skip_bad_lines=skip_bad_lines)
+    if isinstance(workload, TraceWorkload):
+        if skip_bad_lines:
+            workload = workload.model_copy(update={"skip_bad_lines": True})
+        requests = workload.requests(seed, report=report)
+        return _Source(workload.name, "trace", requests, None, report, workload.format)
+    return _Source(workload.name, "synthetic", workload.requests(seed), workload.duration_s, report)
+
+
+@workload_app.command("describe")
+def describe_cmd(
+    source: Source,
+    format: FormatOpt = "auto",
+    skip_bad_lines: SkipOpt = False,
+    seed: SeedOpt = None,
+    json_out: JsonOpt = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Write rate-over-time and token-length histograms to this HTML file."),
+    ] = None,
+) -> None:
+    """Count and characterise a workload: requests, span, rate, burstiness (inter-arrival CV),
+    prompt and output token percentiles, prefix reuse, sessions and the class mix."""
+    from wrpfleet.analysis.describe import describe
+    from wrpfleet.progress import progress
+
+    src = _source(source, format, skip_bad_lines, seed)
+    total = src.horizon
+    with progress(f"reading {source.name}", total=total) as update:
+        stats = describe(src.requests, lambda n, t: update(t if total else n, f"{n:,} requests"))
+    summary: dict[str, Any] = {"source": str(source), "workload": src.name, "kind": src.kind}
+    if src.format:
+        summary["format"] = src.format
+    summary |= stats.summary()
+    summary["notes"] = src.report.notes()
+    if plot is not None:
+        from wrpfleet.analysis.figures import workload_figure, write_html
+
+        write_html(workload_figure(stats, f"Workload: {src.name}"), plot)
+        summary["plot"] = str(plot)
+    if json_out:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    def num(x: Any, fmt: str = ",.0f") -> str:
+        return "-" if x is None else format(x, fmt)
+
+    table = Table(title=f"{s['workload']} ({s['kind']})", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("requests", num(s["requests"]))
+    table.add_row("span", f"{num(s['span_s'], ',.1f')} s")
+    table.add_row("mean rate", f"{num(s['mean_rate_per_s'], '.3f')} req/s")
+    table.add_row("inter-arrival CV", num(s["interarrival_cv"], ".2f"))
+    for key in ("input_tokens", "output_tokens"):
+        d = s[key] or {}
+        table.add_row(
+            key.replace("_", " "),
+            "  ".join(f"{k} {num(v)}" for k, v in d.items()),
+        )
+    reuse = s["prefix_reuse"]
+    table.add_row("prefix reuse", "-" if reuse is None else f"{reuse:.1%} of prefix blocks repeat")
+    if s["sessions"]:
+        table.add_row("sessions", f"{s['sessions']:,} ({s['dependent_requests']:,} follow-ups)")
+    for key in ("categories", "slo_classes", "languages"):
+        total = sum(s[key].values()) or 1
+        table.add_row(
+            key.replace("_", " "),
+            ", ".join(f"{k} {v / total:.0%}" for k, v in list(s[key].items())[:8]),
+        )
+    out.print(table)
+    for note in s["notes"]:
+        err.print(f"[yellow]note:[/] {note}")
+    if "plot" in s:
+        out.print(f"plot: {s['plot']}")
+
+
+@workload_app.command("export")
+def export_cmd(
+    source: Source,
+    dest: Annotated[
+        Path, typer.Argument(help="Output file: .csv, .jsonl or .parquet (generic trace format).")
+    ],
+    format: FormatOpt = "auto",
+    skip_bad_lines: SkipOpt = False,
+    seed: SeedOpt = None,
+) -> None:
+    """Write a workload's requests as a generic trace that `describe` and scenarios read back."""
+    from wrpfleet.progress import progress
+
+    src = _source(source, format, skip_bad_lines, seed)
+    with progress(f"writing {dest.name}") as update:
+        n = write_requests(src.requests, dest, on_progress=update)
+    for note in src.report.notes():
+        err.print(f"[yellow]note:[/] {note}")
+    out.print(f"wrote {n:,} requests to {dest}")
+
+
+@app.command("check")
+def check_cmd(
+    scenario: Annotated[Path, typer.Argument(help="Scenario file (.yaml).", show_default=False)],
+    workload: Annotated[
+        Path | None, typer.Option(help="Replace the scenario's workload: a spec or a trace file.")
+    ] = None,
+    pools: Annotated[
+        Path | None, typer.Option(help="Replace the scenario's pools: a pool spec file.")
+    ] = None,
+    seed: SeedOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Validate a scenario (and the files it names) and show what it resolves to."""
+    from wrpfleet.config import load_scenario
+
+    s = load_scenario(scenario, workload=workload, pools=pools, seed=seed)
+    if json_out:
+        print(s.model_dump_json(indent=2))
+        return
+    table = Table(title=f"scenario {s.name}", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("workload", f"{s.workload.name} ({s.workload.kind})")
+    for p in s.pools:
+        table.add_row(
+            f"pool {p.name}",
+            f"{p.replicas} x {p.model} on {p.tp} x {p.gpu} ({p.role})",
+        )
+    table.add_row("router", s.router.policy)
+    table.add_row("autoscaler", s.autoscaler.policy if s.autoscaler else "none")
+    table.add_row("SLO", ", ".join(f"{t.key} <= {t.threshold_s:g}" for t in s.slo.targets) or "-")
+    table.add_row("duration", f"{s.duration_s:g} s" if s.duration_s else "workload's end")
+    table.add_row("seed", str(s.seed))
+    out.print(table)
+    out.print("[green]ok[/]")
+
+
+def main() -> None:
+    try:
+        app()
+    except InputError as e:
+        for line in str(e).splitlines():
+            err.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

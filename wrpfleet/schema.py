@@ -1,0 +1,179 @@
+"""Base of every spec model, and the YAML loader behind all of them.
+
+Specs are pydantic models that reject unknown keys and know where relative paths
+are anchored. `load_yaml_spec` keeps the line of every key while parsing, so each
+validation error comes out as ``file:line: yaml.path: what is wrong (got X)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from wrpfleet.errors import InputError, InputErrors
+
+T = TypeVar("T")
+Loc = tuple[str | int, ...]
+
+
+class Spec(BaseModel):
+    """A user-written spec: immutable, unknown keys are errors that list the allowed ones."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            allowed = {name if f.alias is None else f.alias for name, f in cls.model_fields.items()}
+            for key in data:
+                if key not in allowed:
+                    close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+                    raise PydanticCustomError(
+                        "unknown_key",
+                        "unknown key {key!r}{hint}; allowed: {allowed}",
+                        {
+                            "key": key,
+                            "hint": f" (did you mean {close[0]!r}?)" if close else "",
+                            "allowed": ", ".join(sorted(allowed)),
+                        },
+                    )
+        return data
+
+
+def _anchor(value: Path, info: ValidationInfo) -> Path:
+    """Resolve a relative path against the directory of the file that named it."""
+    base = (info.context or {}).get("base_dir")
+    path = value.expanduser()
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    if not path.exists():
+        raise ValueError(f"file not found: {path}")
+    return path
+
+
+ExistingPath = Annotated[Path, AfterValidator(_anchor)]
+"""A path to an existing file; relative paths are relative to the spec that names them."""
+
+
+def read_yaml(path: Path) -> tuple[Any, dict[Loc, int]]:
+    """Parse YAML and map every key path to its 1-based line. Duplicate keys are errors."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror or e}", path=path) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        raise InputError(
+            f"invalid YAML: {e.problem or e.context}",
+            path=path,
+            line=mark.line + 1 if mark else None,
+        ) from None
+    finally:
+        loader.dispose()
+    lines: dict[Loc, int] = {}
+    if node is not None:
+        _map_lines(node, (), lines, path)
+    return data, lines
+
+
+def _map_lines(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> None:
+    lines.setdefault(loc, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                raise InputError(
+                    f"duplicate key {key!r}", path=path, line=key_node.start_mark.line + 1
+                )
+            seen.add(key)
+            lines[(*loc, key)] = key_node.start_mark.line + 1
+            _map_lines(value_node, (*loc, key), lines, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _map_lines(item, (*loc, i), lines, path)
+
+
+def _yaml_path(keys: Loc) -> str:
+    out = ""
+    for k in keys:
+        out += f"[{k}]" if isinstance(k, int) else (f".{k}" if out else str(k))
+    return out
+
+
+def to_input_errors(
+    error: ValidationError, data: Any, lines: Mapping[Loc, int], path: Path | None
+) -> InputErrors:
+    """Translate pydantic's errors into located, readable ones."""
+    found: list[InputError] = []
+    for err in error.errors(include_url=False):
+        loc = list(err["loc"])
+        if err["type"] == "unknown_key":
+            loc.append(err["ctx"]["key"])
+        # Walk the data along the error's location; parts that are not in the data
+        # (union tags, validator names) are pydantic's, not the user's.
+        keys: list[str | int] = []
+        node = data
+        for part in loc:
+            if (isinstance(node, Mapping) and part in node) or (
+                isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+            ):
+                keys.append(part)
+                node = node[part]
+        line = None
+        for n in range(len(keys), -1, -1):
+            if (line := lines.get(tuple(keys[:n]))) is not None:
+                break
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] not in {"unknown_key", "missing"} and not isinstance(
+            err.get("input"), Mapping | list
+        ):
+            msg += f" (got {err.get('input')!r})"
+        found.append(InputError(msg, path=path, line=line, field=_yaml_path(keys) or None))
+    return InputErrors(found)
+
+
+def validate(
+    kind: type[T] | Any,
+    data: Any,
+    *,
+    path: Path | None = None,
+    lines: Mapping[Loc, int] | None = None,
+    base_dir: Path | None = None,
+) -> T:
+    """Validate ``data`` as ``kind`` (a model or any type), with located errors."""
+    if base_dir is None and path is not None:
+        base_dir = path.parent
+    adapter = TypeAdapter(kind)
+    try:
+        return adapter.validate_python(data, context={"base_dir": base_dir})
+    except ValidationError as e:
+        raise to_input_errors(e, data, lines or {}, path) from None
+
+
+def load_yaml_spec(kind: type[T] | Any, path: str | Path) -> T:
+    """Read a YAML file and validate it as ``kind``."""
+    path = Path(path)
+    data, lines = read_yaml(path)
+    if data is None:
+        raise InputError("empty file", path=path)
+    return validate(kind, data, path=path, lines=lines)
