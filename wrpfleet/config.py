@@ -74,7 +74,7 @@ class Slo(Spec):
             if not m:
                 raise PydanticCustomError(
                     "slo_text",
-                    "bad SLO target {part!r}; expected METRIC_pPCT<=VALUE(s|ms), "
+                    "bad SLO target '{part}'; expected METRIC_pPCT<=VALUE(s|ms), "
                     "e.g. ttft_p99<=2s,tpot_p99<=80ms",
                     {"part": part},
                 )
@@ -100,7 +100,7 @@ def _targets(data: Any, allow_classes: bool = False) -> Any:
         if not m:
             raise PydanticCustomError(
                 "slo_key",
-                "unknown SLO target {key!r}; expected (ttft|tpot|e2e)_p<PCT>_s such as "
+                "unknown SLO target '{key}'; expected (ttft|tpot|e2e)_p<PCT>_s such as "
                 "ttft_p99_s, or 'classes'",
                 {"key": key},
             )

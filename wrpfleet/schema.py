@@ -43,14 +43,12 @@ class Spec(BaseModel):
             for key in data:
                 if key not in allowed:
                     close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    message = f"unknown key {key!r}{hint}; allowed: {', '.join(sorted(allowed))}"
                     raise PydanticCustomError(
                         "unknown_key",
-                        "unknown key {key!r}{hint}; allowed: {allowed}",
-                        {
-                            "key": key,
-                            "hint": f" (did you mean {close[0]!r}?)" if close else "",
-                            "allowed": ", ".join(sorted(allowed)),
-                        },
+                        message.replace("{", "{{").replace("}", "}}"),
+                        {"key": key},
                     )
         return data
 
@@ -139,11 +137,15 @@ def to_input_errors(
             ):
                 keys.append(part)
                 node = node[part]
+        if err["type"] == "missing":
+            keys.append(loc[-1])  # the absent key itself
         line = None
         for n in range(len(keys), -1, -1):
             if (line := lines.get(tuple(keys[:n]))) is not None:
                 break
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "required, but missing"
         if err["type"] not in {"unknown_key", "missing"} and not isinstance(
             err.get("input"), Mapping | list
         ):

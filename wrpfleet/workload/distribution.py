@@ -198,9 +198,11 @@ def _constant_shorthand(value: Any) -> Any:
 
 
 Dist = Annotated[
-    Constant | Uniform | Exponential | Lognormal | Gamma | Scipy | Empirical,
+    Annotated[
+        Constant | Uniform | Exponential | Lognormal | Gamma | Scipy | Empirical,
+        Field(discriminator="dist"),
+    ],
     BeforeValidator(_constant_shorthand),
-    Field(discriminator="dist"),
 ]
 """A distribution spec; a bare number is a constant."""
 

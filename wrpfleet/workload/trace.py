@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import gzip
 import heapq
 import io
@@ -124,7 +125,9 @@ def _first_lines(path: Path, n: int = 2) -> list[str]:
                 if len(lines) == n:
                     break
             return lines
-    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as e:
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise InputError(f"file is truncated or corrupt: {e}", path=path) from None
+    except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read: {e}", path=path) from None
 
 
@@ -447,7 +450,7 @@ def read_rows(
     columns = columns or Columns({})
     report = report if report is not None else ReadReport()
     count = 0
-    last: Row | None = None
+    last_t, last_line = -math.inf, 0
     line = 0
     files = contextlib.ExitStack()
     try:
@@ -458,9 +461,9 @@ def read_rows(
         for line, parse in parsed:
             try:
                 row = parse()
-                if last is not None and row.t < last.t:
+                if row.t < last_t:
                     raise _Bad(
-                        f"timestamps go backwards: {row.t - last.t:+.6g} s after line {last.line}"
+                        f"timestamps go backwards: {row.t - last_t:+.6g} s after line {last_line}"
                         " (sort the trace by time)"
                     )
             except _Drop as why:
@@ -474,7 +477,7 @@ def read_rows(
                     report.first_errors.append(f"line {line}: {bad}")
                 continue
             count += 1
-            last = row
+            last_t, last_line = row.t, row.line
             yield row
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise InputError(
@@ -497,8 +500,10 @@ def read_rows(
 class TraceWorkload(Spec):
     """Replay a trace file, with optional windowing, time and rate scaling, and sampling.
 
-    The order of operations: ``window_s`` (on the trace's clock, from its first row)
-    -> ``speedup`` -> ``rate_scale`` -> ``sample`` -> ``limit``. Arrivals start at 0.
+    The order of operations: ``window_s`` -> ``speedup`` -> ``rate_scale`` -> ``sample``
+    -> ``limit``. Offsets in the file (Mooncake, BurstGPT, generic seconds) are kept;
+    wall-clock traces (Azure, ISO times) are measured from their first row. The window
+    is on that clock, and the replay starts at the window's start.
     """
 
     kind: Literal["trace"] = "trace"
@@ -542,8 +547,14 @@ class TraceWorkload(Spec):
             object.__setattr__(self, "format", detect_format(self.path))
         return self
 
+    @property
+    def wall_clock(self) -> bool:
+        """Timestamps are dates and times (Azure, ISO): measure them from the first row."""
+        return self.format in ("azure2023", "azure2024") or self.time_unit == "iso"
+
     def rows(self, report: ReadReport | None = None) -> Iterator[Row]:
-        """Checked rows on a clock that starts at 0 (at the window's start, if any)."""
+        """Checked rows on the replay clock: offsets as in the file, or seconds since the
+        first row for wall-clock traces; from the window's start, if any; sped up."""
         rows = read_rows(
             self.path,
             self.format,
@@ -552,14 +563,14 @@ class TraceWorkload(Spec):
             report=report,
         )
         first = next(rows)
-        start = first.t + (self.window_s[0] if self.window_s else 0.0)
-        end = first.t + self.window_s[1] if self.window_s else math.inf
+        origin = first.t if self.wall_clock else 0.0
+        start = origin + (self.window_s[0] if self.window_s else 0.0)
+        end = origin + self.window_s[1] if self.window_s else math.inf
         for row in itertools.chain([first], rows):
             if row.t >= end:
                 break
             if row.t >= start:
-                row.t = (row.t - start) / self.speedup
-                yield row
+                yield dataclasses.replace(row, t=(row.t - start) / self.speedup)
 
     def requests(
         self, seed: int | None = None, report: ReadReport | None = None
@@ -684,7 +695,8 @@ def write_requests(
         types |= {f: pa.string() for f in TAGS}
         schema = pa.schema([(f, types.get(f, pa.int64())) for f in FIELDS])
         with pq.ParquetWriter(path, schema) as writer:
-            for chunk in itertools.batched(records(), batch):
+            rows = records()
+            while chunk := list(itertools.islice(rows, batch)):
                 table = pa.Table.from_pylist(
                     [{**c, "prefix_blocks": list(c["prefix_blocks"])} for c in chunk], schema
                 )
