@@ -219,3 +219,29 @@ def test_workload_kind_defaults_and_errors(write):
     )
     with pytest.raises(InputError, match=r"u.yaml:2: path: file not found"):
         load_workload(path)
+
+
+def test_every_problem_at_once_sorted_by_line(write):
+    path = write(
+        "w.yaml",
+        textwrap.dedent("""\
+            kind: synthetic
+            arrival: {process: poisson, rat: 3}
+            classes:
+              - preset: chat
+                input: {dist: lognormal, mean: 5, cv: 1, sigma: 2}
+                session: {turns: 3, think_s: 1, new_input: 5, foo: 1}
+            durration_s: 10
+            """),
+    )
+    with pytest.raises(InputError) as e:
+        load_workload(path)
+    lines = [line.removeprefix(f"{path}:") for line in errors(e)]
+    assert lines == [
+        "2: arrival.rate: required, but missing",
+        "2: arrival.rat: unknown key 'rat' (did you mean 'rate'?); allowed: process, rate",
+        "5: classes[0].input.sigma: unknown key 'sigma'; allowed: cv, dist, max, mean, min",
+        "6: classes[0].session.foo: unknown key 'foo'; allowed: new_input, think_s, turns",
+        "7: durration_s: unknown key 'durration_s' (did you mean 'duration_s'?); allowed: "
+        "arrival, block_tokens, classes, description, duration_s, kind, name, num_requests, seed",
+    ]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -20,9 +21,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     ValidationInfo,
-    model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from wrpfleet.errors import InputError, InputErrors
 
@@ -31,26 +30,68 @@ Loc = tuple[str | int, ...]
 
 
 class Spec(BaseModel):
-    """A user-written spec: immutable, unknown keys are errors that list the allowed ones."""
+    """A user-written spec: immutable; unknown keys are errors (which list the allowed ones)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
-    @model_validator(mode="before")
     @classmethod
-    def _known_keys(cls, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            allowed = {name if f.alias is None else f.alias for name, f in cls.model_fields.items()}
-            for key in data:
-                if key not in allowed:
-                    close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-                    hint = f" (did you mean {close[0]!r}?)" if close else ""
-                    message = f"unknown key {key!r}{hint}; allowed: {', '.join(sorted(allowed))}"
-                    raise PydanticCustomError(
-                        "unknown_key",
-                        message.replace("{", "{{").replace("}", "}}"),
-                        {"key": key},
-                    )
-        return data
+    def keys(cls) -> list[str]:
+        """The keys a user may write."""
+        return sorted(f.alias or name for name, f in cls.model_fields.items())
+
+
+def _model_at(kind: Any, loc: Loc) -> type[BaseModel] | None:
+    """The model class that validates the mapping at ``loc`` (pydantic's error path,
+    union tags included) below ``kind``, or None if the path leaves the models."""
+
+    def members(t: Any) -> list[Any]:
+        while get_origin(t) is Annotated:
+            t = get_args(t)[0]
+        if get_origin(t) in (Union, UnionType):
+            return [m for arg in get_args(t) for m in members(arg)]
+        return [t]
+
+    def tags(m: Any) -> set[Any]:
+        if not (isinstance(m, type) and issubclass(m, BaseModel)):
+            return set()
+        return {
+            v
+            for f in m.model_fields.values()
+            if get_origin(f.annotation) is Literal
+            for v in get_args(f.annotation)
+        }
+
+    t = kind
+    for part in loc:
+        options = members(t)
+        tagged = [m for m in options if part in tags(m)]
+        if tagged and len(options) > 1:  # a discriminated union: the part is the tag
+            t = tagged[0]
+            continue
+        model = next((m for m in options if isinstance(m, type) and issubclass(m, BaseModel)), None)
+        if model is not None:
+            field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+            if field is None:
+                return None
+            t = field.annotation
+        else:
+            container = next((m for m in options if get_origin(m) in (list, tuple, dict)), None)
+            if container is None:
+                return None
+            t = get_args(container)[-1 if get_origin(container) is dict else 0]
+    model = next((m for m in members(t) if isinstance(m, type) and issubclass(m, BaseModel)), None)
+    return model
+
+
+def _unknown_key(kind: Any, loc: Loc) -> str:
+    key = loc[-1]
+    model = _model_at(kind, loc[:-1])
+    if model is None:
+        return f"unknown key {key!r}"
+    allowed = model.keys() if issubclass(model, Spec) else sorted(model.model_fields)
+    close = difflib.get_close_matches(str(key), allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key {key!r}{hint}; allowed: {', '.join(allowed)}"
 
 
 def _anchor(value: Path, info: ValidationInfo) -> Path:
@@ -119,14 +160,12 @@ def _yaml_path(keys: Loc) -> str:
 
 
 def to_input_errors(
-    error: ValidationError, data: Any, lines: Mapping[Loc, int], path: Path | None
+    error: ValidationError, data: Any, lines: Mapping[Loc, int], path: Path | None, kind: Any
 ) -> InputErrors:
     """Translate pydantic's errors into located, readable ones."""
     found: list[InputError] = []
     for err in error.errors(include_url=False):
         loc = list(err["loc"])
-        if err["type"] == "unknown_key":
-            loc.append(err["ctx"]["key"])
         # Walk the data along the error's location; parts that are not in the data
         # (union tags, validator names) are pydantic's, not the user's.
         keys: list[str | int] = []
@@ -146,12 +185,14 @@ def to_input_errors(
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "missing":
             msg = "required, but missing"
-        if err["type"] not in {"unknown_key", "missing"} and not isinstance(
+        if err["type"] == "extra_forbidden":
+            msg = _unknown_key(kind, tuple(loc))
+        if err["type"] not in {"extra_forbidden", "missing"} and not isinstance(
             err.get("input"), Mapping | list
         ):
             msg += f" (got {err.get('input')!r})"
         found.append(InputError(msg, path=path, line=line, field=_yaml_path(keys) or None))
-    return InputErrors(found)
+    return InputErrors(sorted(found, key=lambda e: e.line or 0))
 
 
 def validate(
@@ -169,7 +210,7 @@ def validate(
     try:
         return adapter.validate_python(data, context={"base_dir": base_dir})
     except ValidationError as e:
-        raise to_input_errors(e, data, lines or {}, path) from None
+        raise to_input_errors(e, data, lines or {}, path, kind) from None
 
 
 def load_yaml_spec(kind: type[T] | Any, path: str | Path) -> T:
