@@ -22,6 +22,9 @@ class Request:
     ``prefix_blocks`` are content hashes of the prompt's blocks of
     ``block_tokens`` tokens, in order: equal ids mean equal prefix content, which
     is what a prefix cache can reuse.
+
+    ``session_id`` groups a conversation's turns, or a closed-loop user's requests;
+    only requests in a session have followers.
     """
 
     id: int
@@ -39,3 +42,102 @@ class Request:
     language: str = "en"
     modality: str = "text"
     slo_class: str = "standard"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """What a router may know of a request when it arrives: not its output length."""
+
+    id: int
+    arrival_s: float
+    input_tokens: int
+    prefix_blocks: tuple[int, ...]
+    block_tokens: int
+    session_id: int | None
+    category: str
+    difficulty: float
+    language: str
+    modality: str
+    slo_class: str
+
+    @classmethod
+    def of(cls, r: Request) -> RequestView:
+        return cls(
+            r.id,
+            r.arrival_s,
+            r.input_tokens,
+            r.prefix_blocks,
+            r.block_tokens,
+            r.session_id,
+            r.category,
+            r.difficulty,
+            r.language,
+            r.modality,
+            r.slo_class,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaView:
+    """A replica's state as an engine reports it (vLLM's metrics in the live path)."""
+
+    id: str
+    pool: str
+    state: str  # "starting", "ready", "draining"
+    running: int
+    waiting: int
+    tokens_in_flight: int
+    kv_used_blocks: int
+    kv_total_blocks: int
+    power_w: float = 0.0
+
+    @property
+    def outstanding(self) -> int:
+        return self.running + self.waiting
+
+    @property
+    def kv_usage(self) -> float:
+        return self.kv_used_blocks / self.kv_total_blocks if self.kv_total_blocks else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolView:
+    name: str
+    role: str  # "mixed", "prefill", "decode"
+    model: str
+    gpu: str
+    replicas: tuple[ReplicaView, ...]
+    price_per_replica_hour: float
+
+
+@dataclass(frozen=True, slots=True)
+class FleetView:
+    pools: tuple[PoolView, ...]
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    """Where a request goes: a pool and a replica, or a rejection with its reason."""
+
+    pool: str | None
+    replica: str | None
+    reject_reason: str | None = None
+
+    @classmethod
+    def reject(cls, reason: str) -> RouteDecision:
+        return cls(None, None, reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a request: feedback for adaptive routers, and the metrics' row."""
+
+    request_id: int
+    pool: str
+    replica: str
+    arrival_s: float
+    ttft_s: float
+    e2e_s: float
+    output_tokens: int
+    energy_j: float

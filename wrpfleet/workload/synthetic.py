@@ -284,13 +284,13 @@ class _Generator:
             self.next_block += n
         return out
 
-    def _start(self) -> _Conversation:
+    def _start(self, user: int | None = None) -> _Conversation:
         cls = self.classes[self.choose_class()]
         shared, tokens = [], 0
         if cls.spec.prefix is not None:
             shared, tokens = cls.variants[cls.variant()], cls.spec.prefix.tokens
         if cls.spec.session is None:
-            return _Conversation(cls, None, 1, shared, tokens)
+            return _Conversation(cls, user, 1, shared, tokens)
         self.next_session += 1
         return _Conversation(cls, self.next_session - 1, cls.turns(), shared, tokens)
 
@@ -363,10 +363,11 @@ class _Generator:
             for u in range(users)
         ]
         heapq.heapify(heap)
+        self.next_session = users  # a user's chain of single requests is session `user`
         while heap[0][0] < self.horizon:
             t, user, think, conv, last = heap[0]
             if conv is None or conv.turn >= conv.turns:
-                conv = self._start()
+                conv = self._start(user)
             req = self._turn(conv, t, last, think)
             if conv.turn < conv.turns:
                 gap = max(0.0, conv.cls.think())

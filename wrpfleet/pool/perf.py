@@ -1,0 +1,142 @@
+"""Performance and power of one engine step, from first principles plus a few
+constants fitted once across models (never per model).
+
+Time of a step on a replica of ``tp`` GPUs:
+
+    compute = FLOPs / (tp x peak FLOP/s x compute_eff)
+    memory  = bytes / (tp x HBM bandwidth x memory_eff)
+    gpu     = (compute^p + memory^p)^(1/p)          a roofline with imperfect overlap
+    tp_comm = 2 x layers x (allreduce_latency + 2 (tp-1)/tp x activations / link)
+    step    = gpu + tp_comm + step_overhead + seq_overhead x sequences
+
+FLOPs: 2 x active weights per token processed, plus attention over each token's
+context; bytes: the weights (once per step; MoE: the experts a batch touches),
+the KV cache read by attention, and the KV written.
+
+Power of a step per GPU: idle + (TDP - idle) x min(1, floor + k_compute x compute
+utilisation + k_memory x memory utilisation), where utilisation is achieved FLOP/s
+(bytes/s) over the peak: an engine holding a CUDA context draws more than bare idle,
+and more still the harder it pushes the tensor cores or the memory.
+
+Fields of `Batch` may be numpy arrays, so the fast engine mode prices many steps
+of a stable batch in one call.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from wrpfleet.pool.catalog import GPU, ModelArch
+
+Num = float | np.ndarray
+
+
+@dataclass(slots=True)
+class Batch:
+    """What one engine step computes."""
+
+    prefill_tokens: Num = 0  # new prompt tokens
+    prefill_seqs: Num = 0
+    prefill_attn: Num = 0.0  # query-key pairs of the prefill chunks
+    prefill_kv_read: Num = 0  # cached tokens the chunks attend to
+    decode_seqs: Num = 0
+    decode_ctx: Num = 0  # sum of the decoding sequences' context lengths
+
+
+@dataclass(frozen=True)
+class Constants:
+    """The fitted constants: global, or per GPU where a field is a mapping."""
+
+    compute_eff: float = 0.6
+    memory_eff: float = 0.8
+    overlap_p: float = 3.0
+    step_overhead_s: float = 0.004
+    seq_overhead_s: float = 2e-5
+    allreduce_latency_s: float = 1e-5
+    power_floor: float = 0.15
+    power_compute: float = 0.6
+    power_memory: float = 0.4
+
+    @classmethod
+    def fitted(cls) -> Constants:
+        return _fitted()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@cache
+def _fitted() -> Constants:
+    text = resources.files("wrpfleet.pool").joinpath("fitted.json").read_text()
+    return Constants(**json.loads(text)["constants"])
+
+
+class PerfModel:
+    """Step time and power of one replica: ``tp`` GPUs serving ``model`` in ``dtype``."""
+
+    def __init__(
+        self,
+        gpu: GPU,
+        model: ModelArch,
+        tp: int = 1,
+        dtype: str = "bf16",
+        constants: Constants | None = None,
+    ) -> None:
+        self.gpu, self.model, self.tp, self.dtype = gpu, model, tp, dtype
+        self.c = c = constants or Constants.fitted()
+        self.peak_flops = tp * gpu.matmul_flops(dtype)
+        self.peak_bytes = tp * gpu.hbm_bytes_per_s
+        self._flops_s = self.peak_flops * c.compute_eff
+        self._bytes_s = self.peak_bytes * c.memory_eff
+        self.weight_bytes = model.weight_bytes(dtype)
+        self.kv_bytes = model.kv_bytes_per_token(dtype)
+        self.linear_flops = model.linear_flops_per_token
+        self.attn_flops = model.attention_flops(1)  # per query-key pair
+        link = gpu.interconnect_gb_s or gpu.pcie_gb_s
+        act = 2 * model.hidden_size  # bf16 activations per token
+        self._tp_fixed = 0.0
+        self._tp_per_token = 0.0
+        if tp > 1:
+            self._tp_fixed = 2 * model.layers * c.allreduce_latency_s
+            self._tp_per_token = 2 * model.layers * 2 * (tp - 1) / tp * act / (link * 1e9)
+
+    def flops(self, b: Batch) -> Num:
+        tokens = b.prefill_tokens + b.decode_seqs
+        return self.linear_flops * tokens + self.attn_flops * (b.prefill_attn + b.decode_ctx)
+
+    def bytes(self, b: Batch) -> Num:
+        tokens = b.prefill_tokens + b.decode_seqs
+        weights = self.model.weights_touched(self.dtype, tokens)
+        kv = self.kv_bytes * (b.decode_ctx + b.prefill_kv_read + b.prefill_tokens + tokens)
+        return weights + kv
+
+    def iteration_time(self, b: Batch) -> Num:
+        c = self.c
+        compute = self.flops(b) / self._flops_s
+        memory = self.bytes(b) / self._bytes_s
+        p = c.overlap_p
+        gpu = (compute**p + memory**p) ** (1 / p)
+        tokens = b.prefill_tokens + b.decode_seqs
+        comm = self._tp_fixed + self._tp_per_token * tokens
+        seqs = b.prefill_seqs + b.decode_seqs
+        return gpu + comm + c.step_overhead_s + c.seq_overhead_s * seqs
+
+    def power_w(self, b: Batch, t: Num) -> Num:
+        """Average power of the whole replica (all its GPUs) over a step of ``t`` s."""
+        c, g = self.c, self.gpu
+        util_c = self.flops(b) / (t * self.peak_flops)
+        util_m = self.bytes(b) / (t * self.peak_bytes)
+        load = np.minimum(1.0, c.power_floor + c.power_compute * util_c + c.power_memory * util_m)
+        return self.tp * (g.idle_w + (g.tdp_w - g.idle_w) * load)
+
+    @property
+    def idle_power_w(self) -> float:
+        """A ready replica with nothing to do: its GPUs at idle, CUDA context held."""
+        g = self.gpu
+        return self.tp * (g.idle_w + (g.tdp_w - g.idle_w) * self.c.power_floor)

@@ -1,0 +1,392 @@
+"""One replica: a vLLM-style engine as a simpy process.
+
+Each engine step mirrors vLLM's scheduler: running sequences first (decodes take one
+token, unfinished prefills a chunk), then waiting ones in order while the token
+budget (``max_num_batched_tokens``), the sequence limit (``max_num_seqs``) and the
+KV blocks allow. When a running sequence needs a block and none is left, the most
+recently admitted one is preempted and later recomputed. Prompt blocks are
+published to the prefix cache when their prefill completes.
+
+Speed: a batch of decodes with nothing to admit is *stable* until the first
+completion, the first arrival or the step at which KV blocks run out. Fast mode
+advances such a batch over all those steps at once, with per-step times computed
+as one numpy array, and stops early at the step boundary after an arrival; the
+reference mode takes one simpy event per step. Both give the same results.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import simpy
+
+from wrpfleet.pool.perf import Batch, PerfModel
+from wrpfleet.pool.spec import EngineSpec
+from wrpfleet.sim.kv import KVCache
+from wrpfleet.types import ReplicaView, Request
+
+PRIORITY = {"interactive": 0, "standard": 1, "batch": 2}
+
+
+@dataclass(eq=False, slots=True)
+class Seq:
+    """A request inside an engine, in vLLM's terms (computed tokens, not yet sampled)."""
+
+    req: Request
+    arrived: float
+    prompt_len: int  # tokens to (re)compute before the next token is sampled
+    computed: int = 0
+    generated: int = 0
+    blocks: int = 0  # private KV blocks
+    pinned: tuple[int, ...] = ()  # cached prefix blocks in use
+    pinned_blocks: int = 0
+    prefilling: bool = True
+    scheduled: float | None = None
+    first_token: float | None = None
+    finished: float | None = None
+    preemptions: int = 0
+    cached_tokens: int = 0
+    energy_j: float = 0.0
+    rejected: str | None = None
+
+    @property
+    def held(self) -> int:
+        return self.blocks + self.pinned_blocks
+
+
+@dataclass(slots=True)
+class _Phase:
+    """A stable decode batch being advanced in one go (fast mode)."""
+
+    seqs: list[Seq]
+    start: float
+    ends: np.ndarray  # end time of each step
+    energy: np.ndarray  # joules of each step, whole replica
+    computed: np.ndarray  # tokens computed per sequence at the phase start
+    held: np.ndarray  # blocks held per sequence at the phase start
+
+
+@dataclass
+class Stats:
+    busy_s: float = 0.0
+    active_energy_j: float = 0.0
+    steps: int = 0
+    events: int = 0
+    timeline: list[tuple] = field(default_factory=list)
+
+
+class Replica:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        name: str,
+        pool: str,
+        perf: PerfModel,
+        engine: EngineSpec,
+        kv_blocks: int,
+        on_finish: Callable[[Seq, Replica], None],
+        fast: bool = True,
+        max_model_len: int | None = None,
+    ) -> None:
+        self.env, self.name, self.pool, self.perf, self.spec = env, name, pool, perf, engine
+        self.kv = KVCache(kv_blocks, engine.block_size, engine.enable_prefix_caching)
+        self.on_finish = on_finish
+        self.fast = fast
+        self.max_model_len = max_model_len
+        self.waiting: deque[Seq] = deque()
+        self.running: list[Seq] = []
+        self.stats = Stats()
+        self.state = "ready"
+        self._wake: simpy.Event | None = None
+        self._phase: _Phase | None = None
+        self.process = env.process(self._run())
+
+    # ------------------------------------------------------------------ interface
+
+    def submit(self, req: Request) -> Seq:
+        seq = Seq(req, self.env.now, req.input_tokens)
+        need = self.kv.blocks_for(req.input_tokens + req.output_tokens)
+        if self.max_model_len and req.input_tokens + req.output_tokens > self.max_model_len:
+            seq.rejected = (
+                f"prompt + output ({req.input_tokens + req.output_tokens} tokens) "
+                f"exceeds max_model_len {self.max_model_len}"
+            )
+        elif need > self.kv.total:
+            seq.rejected = f"needs {need} KV blocks, the replica has {self.kv.total}"
+        if seq.rejected:
+            seq.finished = self.env.now
+            self.on_finish(seq, self)
+            return seq
+        if self.spec.scheduling == "priority":
+            key = PRIORITY.get(req.slo_class, 1)
+            i = next(
+                (i for i, s in enumerate(self.waiting) if PRIORITY.get(s.req.slo_class, 1) > key),
+                len(self.waiting),
+            )
+            self.waiting.insert(i, seq)
+        else:
+            self.waiting.append(seq)
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+        return seq
+
+    def view(self) -> ReplicaView:
+        running = len(self.running)
+        used = self.kv.used + (self._phase_blocks(self.env.now) if self._phase else 0)
+        return ReplicaView(
+            id=self.name,
+            pool=self.pool,
+            state=self.state,
+            running=running,
+            waiting=len(self.waiting),
+            tokens_in_flight=sum(s.prompt_len + s.req.output_tokens for s in self.running),
+            kv_used_blocks=used,
+            kv_total_blocks=self.kv.total,
+        )
+
+    # ------------------------------------------------------------------ the loop
+
+    def _run(self):
+        env = self.env
+        while True:
+            if not self.running and not self.waiting:
+                self._wake = env.event()
+                yield self._wake
+                self._wake = None
+                continue
+            scheduled, batch, admitted = self._schedule()
+            if not scheduled:
+                # Nothing fits although the engine is otherwise empty: cannot happen once
+                # submit() rejected oversize requests; guard against a silent stall.
+                raise RuntimeError(f"{self.name}: scheduler made no progress")
+            stable = (
+                self.fast
+                and not admitted
+                and batch.prefill_seqs == 0
+                and len(scheduled) == len(self.running)
+            )
+            if stable:
+                yield from self._advance_stable()
+                continue
+            t = float(self.perf.iteration_time(batch))
+            energy = float(self.perf.power_w(batch, t)) * t
+            self.stats.events += 1
+            yield env.timeout(t)
+            self._account(t, energy, batch)
+            self._apply(scheduled, batch, energy)
+
+    def _schedule(self) -> tuple[list[tuple[Seq, int]], Batch, bool]:
+        """One vLLM scheduler step: which sequences run and with how many tokens."""
+        kv, spec = self.kv, self.spec
+        budget = spec.max_num_batched_tokens
+        scheduled: list[tuple[Seq, int]] = []
+        i = 0
+        while i < len(self.running) and budget > 0:
+            s = self.running[i]
+            n = 1 if not s.prefilling else min(s.prompt_len - s.computed, budget)
+            need = kv.blocks_for(s.computed + n) - s.held
+            while not kv.allocate(need):
+                victim = self.running.pop()
+                self._preempt(victim)
+                if victim is s:
+                    break
+            else:
+                s.blocks += max(need, 0)
+                scheduled.append((s, n))
+                budget -= n
+                i += 1
+        admitted = False
+        while self.waiting and budget > 0 and len(self.running) < spec.max_num_seqs:
+            s = self.waiting[0]
+            if s.computed == 0:
+                self._lookup_prefix(s)
+            n = s.prompt_len - s.computed
+            if n > budget:
+                if not spec.enable_chunked_prefill:
+                    break
+                n = budget
+            need = kv.blocks_for(s.computed + n) - s.held
+            if not kv.allocate(need):
+                self._drop_prefix(s)
+                break
+            s.blocks += max(need, 0)
+            self.waiting.popleft()
+            self.running.append(s)
+            if s.scheduled is None:
+                s.scheduled = self.env.now
+            scheduled.append((s, n))
+            budget -= n
+            admitted = True
+        return scheduled, self._batch(scheduled), admitted
+
+    def _lookup_prefix(self, s: Seq) -> None:
+        """Reuse the longest cached prefix (vLLM recomputes at least the last token)."""
+        req, kv = s.req, self.kv
+        bt = req.block_tokens
+        if not kv.caching or not req.prefix_blocks or bt % kv.block_size:
+            return
+        full = min(len(req.prefix_blocks), req.input_tokens // bt)
+        hits = min(kv.hits(req.prefix_blocks[:full]), (s.prompt_len - 1) // bt)
+        if hits:
+            ids = req.prefix_blocks[:hits]
+            kv.pin(ids, bt // kv.block_size)
+            s.pinned, s.pinned_blocks = ids, hits * bt // kv.block_size
+            s.computed = hits * bt
+            s.cached_tokens += hits * bt
+
+    def _drop_prefix(self, s: Seq) -> None:
+        """Let go of cached blocks a sequence that could not be admitted had pinned."""
+        if s.pinned:
+            self.kv.unpin(s.pinned)
+            s.cached_tokens -= s.computed
+            s.pinned, s.pinned_blocks, s.computed = (), 0, 0
+
+    @staticmethod
+    def _batch(scheduled: list[tuple[Seq, int]]) -> Batch:
+        b = Batch()
+        for s, n in scheduled:
+            if s.prefilling:
+                b.prefill_tokens += n
+                b.prefill_seqs += 1
+                b.prefill_attn += n * (s.computed + (n + 1) / 2)
+                b.prefill_kv_read += s.computed
+            else:
+                b.decode_seqs += 1
+                b.decode_ctx += s.computed + 1
+        return b
+
+    def _apply(self, scheduled: list[tuple[Seq, int]], batch: Batch, energy: float) -> None:
+        now = self.env.now
+        tokens = batch.prefill_tokens + batch.decode_seqs
+        for s, n in scheduled:
+            s.energy_j += energy * n / tokens
+            s.computed += n
+            if s.prefilling:
+                if s.computed < s.prompt_len:
+                    continue
+                s.prefilling = False
+                if s.first_token is None:
+                    s.first_token = now
+                self._publish(s)
+            s.generated += 1
+            if s.generated >= s.req.output_tokens:
+                self._finish(s)
+
+    def _publish(self, s: Seq) -> None:
+        req, kv = s.req, self.kv
+        bt = req.block_tokens
+        if not kv.caching or not req.prefix_blocks or bt % kv.block_size:
+            return
+        full = min(len(req.prefix_blocks), req.input_tokens // bt)
+        new = req.prefix_blocks[len(s.pinned) : full]
+        if new:
+            given = kv.publish(new, bt // kv.block_size)
+            s.blocks -= given
+            s.pinned += new
+            s.pinned_blocks += given
+
+    def _finish(self, s: Seq) -> None:
+        self.running.remove(s)
+        self.kv.unpin(s.pinned)
+        self.kv.release(s.blocks)
+        s.blocks = s.pinned_blocks = 0
+        s.pinned = ()
+        s.finished = self.env.now
+        self.on_finish(s, self)
+
+    def _preempt(self, s: Seq) -> None:
+        """Preemption by recompute: drop its KV, requeue it first, redo prompt + output."""
+        self.kv.unpin(s.pinned)
+        self.kv.release(s.blocks)
+        s.blocks = s.pinned_blocks = 0
+        s.pinned = ()
+        s.computed = 0
+        s.prompt_len = s.req.input_tokens + s.generated
+        s.prefilling = True
+        s.preemptions += 1
+        self.waiting.appendleft(s)
+
+    def _account(self, t: float, energy: float, batch: Batch) -> None:
+        st = self.stats
+        st.busy_s += t
+        st.active_energy_j += energy
+        st.steps += 1
+
+    # ------------------------------------------------------------------ fast mode
+
+    def _advance_stable(self):
+        """Advance a stable decode batch over many steps; its first step is allocated."""
+        env, kv = self.env, self.kv
+        seqs = list(self.running)
+        computed = np.fromiter((s.computed for s in seqs), dtype=np.int64, count=len(seqs))
+        held = np.fromiter((s.held for s in seqs), dtype=np.int64, count=len(seqs))
+        left = np.fromiter(
+            (s.req.output_tokens - s.generated for s in seqs), dtype=np.int64, count=len(seqs)
+        )
+        steps = int(left.min())
+        # Steps until the free and evictable blocks cannot cover the batch's growth.
+        available = kv.free + kv.evictable_blocks
+        if steps > 1 and self._new_blocks(computed, held, steps - 1) > available:
+            lo, hi = 0, steps - 1  # new_blocks(lo) fits, new_blocks(hi) does not
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if self._new_blocks(computed, held, mid) <= available:
+                    lo = mid
+                else:
+                    hi = mid
+            steps = lo + 1
+        b = len(seqs)
+        ctx = float(computed.sum() + b) + b * np.arange(steps, dtype=float)
+        batch = Batch(decode_seqs=b, decode_ctx=ctx)
+        times = np.asarray(self.perf.iteration_time(batch), dtype=float) * np.ones(steps)
+        energy = np.asarray(self.perf.power_w(batch, times), dtype=float) * times
+        ends = env.now + np.cumsum(times)
+        self._phase = _Phase(seqs, env.now, ends, energy, computed, held)
+        self.stats.events += 1
+        self._wake = env.event()
+        yield env.timeout(float(ends[-1]) - env.now) | self._wake
+        done = steps
+        if self._wake.triggered and env.now < ends[-1]:
+            # An arrival: it joins at the first step boundary after it.
+            done = int(np.searchsorted(ends, env.now, side="left")) + 1
+            self._wake = None
+            self.stats.events += 1
+            yield env.timeout(float(ends[done - 1]) - env.now)
+        self._wake = None
+        self._phase = None
+        self._finish_phase(
+            seqs, computed, held, done, float(energy[:done].sum()), float(times[:done].sum())
+        )
+
+    def _new_blocks(self, computed: np.ndarray, held: np.ndarray, step: int) -> int:
+        """Blocks to allocate so that every sequence can run steps 0..step."""
+        bs = self.kv.block_size
+        return int(np.maximum(0, -(-(computed + step + 1) // bs) - held).sum())
+
+    def _phase_blocks(self, now: float) -> int:
+        """Blocks a running phase has taken by ``now`` beyond those held at its start."""
+        p = self._phase
+        done = int(np.searchsorted(p.ends, now, side="right"))
+        return self._new_blocks(p.computed, p.held, done) if done else 0
+
+    def _finish_phase(self, seqs, computed, held, done, energy, busy) -> None:
+        bs = self.kv.block_size
+        grow = np.maximum(0, -(-(computed + done) // bs) - held)
+        self.kv.allocate(int(grow.sum()))
+        share = energy / len(seqs)
+        self.stats.busy_s += busy
+        self.stats.active_energy_j += energy
+        self.stats.steps += done
+        finished = []
+        for s, g in zip(seqs, grow.tolist(), strict=True):
+            s.blocks += g
+            s.computed += done
+            s.generated += done
+            s.energy_j += share
+            if s.generated >= s.req.output_tokens:
+                finished.append(s)
+        for s in finished:
+            self._finish(s)
