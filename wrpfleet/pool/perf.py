@@ -6,7 +6,7 @@ Time of a step on a replica of ``tp`` GPUs:
     compute = FLOPs / (tp x peak FLOP/s x compute_eff)
     memory  = bytes / (tp x HBM bandwidth x memory_eff)
     gpu     = (compute^p + memory^p)^(1/p)          a roofline with imperfect overlap
-    tp_comm = 2 x layers x (allreduce_latency + 2 (tp-1)/tp x activations / link)
+    tp_comm = 2 x layers x (allreduce_latency + 2 (tp-1)/tp x activations / (link x link_eff))
     step    = gpu + tp_comm + step_overhead + seq_overhead x sequences
 
 FLOPs: 2 x active weights per token processed, plus attention over each token's
@@ -25,7 +25,7 @@ of a stable batch in one call.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -51,7 +51,9 @@ class Batch:
 
 @dataclass(frozen=True)
 class Constants:
-    """The fitted constants: global, or per GPU where a field is a mapping."""
+    """The fitted constants. ``per_gpu`` overrides some of them for the GPUs the
+    calibration data measured (``{"B200": {"memory_eff": 0.7}}``); other GPUs use
+    the values of ``reference_gpu``, the best-measured one."""
 
     compute_eff: float = 0.6
     memory_eff: float = 0.8
@@ -59,22 +61,35 @@ class Constants:
     step_overhead_s: float = 0.004
     seq_overhead_s: float = 2e-5
     allreduce_latency_s: float = 1e-5
+    link_eff: float = 0.7
     power_floor: float = 0.15
     power_compute: float = 0.6
     power_memory: float = 0.4
+    per_gpu: dict[str, dict[str, float]] = field(default_factory=dict)
+    reference_gpu: str = "H100-SXM"
 
     @classmethod
-    def fitted(cls) -> Constants:
-        return _fitted()
+    def fitted(cls, stack: str = "vllm") -> Constants:
+        """The constants fitted on a software stack's measurements (``vllm``: vLLM 0.11,
+        ML.ENERGY; ``splitwise``: the Splitwise paper's engine)."""
+        return _fitted(stack)
+
+    def for_gpu(self, gpu: str) -> Constants:
+        """The constants with this GPU's overrides applied."""
+        own = self.per_gpu.get(gpu, self.per_gpu.get(self.reference_gpu, {}))
+        return replace(self, **own) if own else self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 @cache
-def _fitted() -> Constants:
+def _fitted(stack: str) -> Constants:
     text = resources.files("wrpfleet.pool").joinpath("fitted.json").read_text()
-    return Constants(**json.loads(text)["constants"])
+    stacks = json.loads(text).get("stacks", {})
+    if stack not in stacks:
+        return Constants()
+    return Constants(**stacks[stack]["constants"])
 
 
 class PerfModel:
@@ -89,7 +104,7 @@ class PerfModel:
         constants: Constants | None = None,
     ) -> None:
         self.gpu, self.model, self.tp, self.dtype = gpu, model, tp, dtype
-        self.c = c = constants or Constants.fitted()
+        self.c = c = (constants or Constants.fitted()).for_gpu(gpu.name)
         self.peak_flops = tp * gpu.matmul_flops(dtype)
         self.peak_bytes = tp * gpu.hbm_bytes_per_s
         self._flops_s = self.peak_flops * c.compute_eff
@@ -104,7 +119,8 @@ class PerfModel:
         self._tp_per_token = 0.0
         if tp > 1:
             self._tp_fixed = 2 * model.layers * c.allreduce_latency_s
-            self._tp_per_token = 2 * model.layers * 2 * (tp - 1) / tp * act / (link * 1e9)
+            ring = 2 * (tp - 1) / tp * act / (link * 1e9 * c.link_eff)
+            self._tp_per_token = 2 * model.layers * ring
 
     def flops(self, b: Batch) -> Num:
         tokens = b.prefill_tokens + b.decode_seqs

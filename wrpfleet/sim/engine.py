@@ -102,6 +102,7 @@ class Replica:
         self.state = "ready"
         self._wake: simpy.Event | None = None
         self._phase: _Phase | None = None
+        self._head_cached = False
         self.process = env.process(self._run())
 
     # ------------------------------------------------------------------ interface
@@ -165,6 +166,7 @@ class Replica:
             stable = (
                 self.fast
                 and not admitted
+                and not self._head_cached
                 and batch.prefill_seqs == 0
                 and len(scheduled) == len(self.running)
             )
@@ -199,6 +201,7 @@ class Replica:
                 budget -= n
                 i += 1
         admitted = False
+        self._head_cached = False  # a waiting head holding cache hits: evictions change it
         while self.waiting and budget > 0 and len(self.running) < spec.max_num_seqs:
             s = self.waiting[0]
             if s.computed == 0:
@@ -235,14 +238,17 @@ class Replica:
             kv.pin(ids, bt // kv.block_size)
             s.pinned, s.pinned_blocks = ids, hits * bt // kv.block_size
             s.computed = hits * bt
-            s.cached_tokens += hits * bt
+            if not s.preemptions:  # hits count once per request, not per recompute
+                s.cached_tokens = hits * bt
 
     def _drop_prefix(self, s: Seq) -> None:
         """Let go of cached blocks a sequence that could not be admitted had pinned."""
         if s.pinned:
             self.kv.unpin(s.pinned)
-            s.cached_tokens -= s.computed
+            if not s.preemptions:
+                s.cached_tokens = 0
             s.pinned, s.pinned_blocks, s.computed = (), 0, 0
+            self._head_cached = True
 
     @staticmethod
     def _batch(scheduled: list[tuple[Seq, int]]) -> Batch:

@@ -67,8 +67,10 @@ class KVCache:
             self.pinned_blocks += blocks
 
     def unpin(self, ids: tuple[int, ...]) -> None:
-        """A sequence stops using content blocks; unused ones become evictable (MRU end)."""
-        for i in ids:
+        """A sequence stops using content blocks; unused ones become evictable. As in
+        vLLM, the tail goes in first, so eviction eats a prefix from its end and the
+        head stays usable."""
+        for i in reversed(ids):
             entry = self.pinned[i]
             entry[1] -= 1
             if entry[1] == 0:

@@ -1,0 +1,309 @@
+"""Fit the performance and power constants once, across models, on measured data.
+
+Two public data sets (``../shared/data/calibration/``, see its SOURCES.md):
+
+- ML.ENERGY leaderboard v3 (vLLM 0.11, LM Arena chat prompts, batch held at
+  ``max_num_seqs``): output tokens/s, median inter-token latency and average power
+  of Llama-3.1-8B/70B, Qwen3-8B/14B and gemma-3-12b on H100 and B200;
+- Splitwise (microsoft/splitwise-sim): prompt time and per-token time of Llama-2-70B
+  and BLOOM-176B on A100 and H100 at 2 to 8 GPUs (power-capped rows left out).
+
+A serving benchmark in steady state is modelled analytically: ``B`` sequences
+decode at a mean context of ``input + output/2`` while ``B / output`` new prompts
+per step are prefilled alongside. The constants minimise squared log errors, each
+data set weighing the same. ``python -m wrpfleet.pool.fit [CALIBRATION_DIR]``
+refits, prints the leave-one-model-out errors and writes ``fitted.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.stats
+from scipy.optimize import least_squares
+
+from wrpfleet.pool.catalog import gpu as gpu_spec
+from wrpfleet.pool.catalog import model as model_spec
+from wrpfleet.pool.perf import Batch, Constants, PerfModel
+
+LMARENA_INPUT_TOKENS = 256
+"""Assumed mean prompt length of ML.ENERGY's LM Arena chat requests (the data set
+reports output lengths only); short chat prompts, documented in the README."""
+
+GLOBAL_TIME = ("overlap_p", "step_overhead_s", "seq_overhead_s", "allreduce_latency_s")
+PER_GPU_TIME = ("compute_eff", "memory_eff")
+PER_GPU_POWER = ("power_floor", "power_compute", "power_memory")
+BOUNDS = {
+    "compute_eff": (0.05, 1.0),
+    "memory_eff": (0.05, 1.0),
+    "overlap_p": (1.0, 20.0),
+    "step_overhead_s": (0.0, 0.05),
+    "seq_overhead_s": (0.0, 1e-3),
+    "allreduce_latency_s": (0.0, 1e-3),
+    "link_eff": (0.01, 1.0),
+    "power_floor": (0.0, 1.0),
+    "power_compute": (0.0, 3.0),
+    "power_memory": (0.0, 3.0),
+}
+Param = tuple[str, str | None]  # (constant, GPU it is fitted for, or None: global)
+SPLITWISE_GPUS = {"a100-80gb": "A100-80GB", "h100-80gb": "H100-SXM"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured configuration, with what to predict."""
+
+    source: str  # "mlenergy" or "splitwise"
+    model: str
+    gpu: str
+    tp: int
+    batch: float
+    input_tokens: float
+    output_tokens: float
+    throughput: float | None = None  # output tokens/s
+    itl_s: float | None = None  # median inter-token latency
+    power_w: float | None = None  # all GPUs together
+    prompt_s: float | None = None  # splitwise: prefill of the whole batch
+    token_s: float | None = None  # splitwise: one decode step
+
+
+def read_mlenergy(path: Path) -> list[Row]:
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            rows.append(
+                Row(
+                    "mlenergy",
+                    model_spec(r["model_id"]).name,
+                    gpu_spec(r["gpu_model"]).name,
+                    int(r["tensor_parallel"]),
+                    float(r["avg_batch_size"]),
+                    LMARENA_INPUT_TOKENS,
+                    float(r["avg_output_len"]),
+                    throughput=float(r["output_throughput_tokens_per_sec"]),
+                    itl_s=float(r["median_itl_ms"]) / 1e3,
+                    power_w=float(r["avg_power_watts"]),
+                )
+            )
+    return rows
+
+
+def read_splitwise(path: Path) -> list[Row]:
+    """One row per (model, GPU, TP, prompt size, batch size): repeats are averaged."""
+    groups: dict[tuple, list[dict[str, str]]] = {}
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            if r["hardware"] not in SPLITWISE_GPUS:
+                continue  # power-capped H100 rows measure a different machine
+            key = (
+                r["model"],
+                r["hardware"],
+                r["tensor_parallel"],
+                r["prompt_size"],
+                r["batch_size"],
+                r["token_size"],
+            )
+            groups.setdefault(key, []).append(r)
+    rows = []
+    for (m, hw, tp, prompt, batch, tokens), rs in sorted(groups.items()):
+        rows.append(
+            Row(
+                "splitwise",
+                model_spec(m).name,
+                SPLITWISE_GPUS[hw],
+                int(tp),
+                float(batch),
+                float(prompt),
+                float(tokens),
+                prompt_s=float(np.mean([float(r["prompt_time"]) for r in rs])) / 1e3,
+                token_s=float(np.mean([float(r["token_time"]) for r in rs])) / 1e3,
+            )
+        )
+    return rows
+
+
+def steady_batch(
+    batch: float, input_tokens: float, output_tokens: float, new: float | None = None
+) -> Batch:
+    """An engine step of a closed loop holding ``batch`` sequences with ``new`` prompts
+    admitted (by default the mean, ``batch / output_tokens`` a step)."""
+    new = batch / output_tokens if new is None else new
+    return Batch(
+        prefill_tokens=new * input_tokens,
+        prefill_seqs=new,
+        prefill_attn=new * input_tokens * (input_tokens + 1) / 2,
+        decode_seqs=batch,
+        decode_ctx=batch * (input_tokens + output_tokens / 2),
+    )
+
+
+def predict(row: Row, c: Constants) -> dict[str, float]:
+    perf = PerfModel(gpu_spec(row.gpu), model_spec(row.model), row.tp, "bf16", c)
+    if row.source == "mlenergy":
+        mean = steady_batch(row.batch, row.input_tokens, row.output_tokens)
+        t = float(perf.iteration_time(mean))
+        # Prompts admitted per step are Poisson: the median step has the median count.
+        typical = scipy.stats.poisson(row.batch / row.output_tokens).median()
+        median = steady_batch(row.batch, row.input_tokens, row.output_tokens, typical)
+        return {
+            "throughput": row.batch / t,
+            "itl_s": float(perf.iteration_time(median)),
+            "power_w": float(perf.power_w(mean, t)),
+        }
+    prompt = Batch(
+        prefill_tokens=row.batch * row.input_tokens,
+        prefill_seqs=row.batch,
+        prefill_attn=row.batch * row.input_tokens * (row.input_tokens + 1) / 2,
+    )
+    decode = Batch(
+        decode_seqs=row.batch,
+        decode_ctx=row.batch * (row.input_tokens + row.output_tokens / 2),
+    )
+    return {
+        "prompt_s": float(perf.iteration_time(prompt)),
+        "token_s": float(perf.iteration_time(decode)),
+    }
+
+
+def _targets(rows: list[Row], names: tuple[str, ...]) -> list[tuple[Row, str, float, float]]:
+    """(row, figure, measured, weight): each (source, figure) pair weighs the same."""
+    counts: dict[tuple[str, str], int] = {}
+    for r in rows:
+        for n in names:
+            if getattr(r, n) is not None:
+                counts[(r.source, n)] = counts.get((r.source, n), 0) + 1
+    return [
+        (r, n, getattr(r, n), 1 / math.sqrt(counts[(r.source, n)]))
+        for r in rows
+        for n in names
+        if getattr(r, n) is not None
+    ]
+
+
+def _with(base: Constants, params: list[Param], x: np.ndarray) -> Constants:
+    common = {name: v for (name, gpu), v in zip(params, x.tolist(), strict=True) if gpu is None}
+    per_gpu = {g: dict(d) for g, d in base.per_gpu.items()}
+    for (name, gpu), v in zip(params, x.tolist(), strict=True):
+        if gpu is not None:
+            per_gpu.setdefault(gpu, {})[name] = v
+    return replace(base, **common, per_gpu=per_gpu)
+
+
+def _solve(rows: list[Row], names: tuple[str, ...], params: list[Param], base: Constants):
+    targets = _targets(rows, names)
+    start = [base.for_gpu(g).__getattribute__(n) if g else getattr(base, n) for n, g in params]
+    lower = [BOUNDS[n][0] for n, _ in params]
+    upper = [BOUNDS[n][1] for n, _ in params]
+    x0 = np.clip(start, lower, upper)
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        c = _with(base, params, x)
+        return np.array(
+            [w * math.log(predict(row, c)[name] / measured) for row, name, measured, w in targets]
+        )
+
+    solution = least_squares(residuals, x0, bounds=(lower, upper), x_scale="jac")
+    return _with(base, params, solution.x)
+
+
+def fit(rows: list[Row]) -> Constants:
+    """Time constants on every timing figure, then power constants on the power figures
+    (where the rows measured power). Efficiencies and power are fitted per GPU measured."""
+    gpus = sorted({r.gpu for r in rows})
+    reference = "H100-SXM" if "H100-SXM" in gpus else gpus[0]
+    base = Constants(reference_gpu=reference)
+    time_params: list[Param] = [(n, None) for n in GLOBAL_TIME]
+    if any(len({r.tp for r in rows if r.model == m}) > 1 for m in {r.model for r in rows}):
+        time_params.append(("link_eff", None))  # identifiable only across TP degrees
+    time_params += [(n, g) for g in gpus for n in PER_GPU_TIME]
+    c = _solve(rows, ("throughput", "itl_s", "prompt_s", "token_s"), time_params, base)
+    powered = sorted({r.gpu for r in rows if r.power_w is not None})
+    if powered:
+        c = _solve(rows, ("power_w",), [(n, g) for g in powered for n in PER_GPU_POWER], c)
+    return c
+
+
+def errors(rows: list[Row], c: Constants) -> dict[str, float]:
+    """Mean absolute percentage error of each figure, as fractions."""
+    errs: dict[str, list[float]] = {}
+    for r in rows:
+        for name, value in predict(r, c).items():
+            measured = getattr(r, name)
+            errs.setdefault(name, []).append(abs(value / measured - 1))
+    return {name: float(np.mean(v)) for name, v in errs.items()}
+
+
+def leave_one_model_out(rows: list[Row]) -> dict[str, dict[str, float]]:
+    """Fit on every model but one, predict that one: the honest error."""
+    out = {}
+    for m in sorted({r.model for r in rows}):
+        train = [r for r in rows if r.model != m]
+        test = [r for r in rows if r.model == m]
+        out[m] = errors(test, fit(train))
+    return out
+
+
+def pooled(per_model: dict[str, dict[str, float]], rows: list[Row]) -> dict[str, float]:
+    """Row-weighted mean of per-model errors."""
+    n = {m: sum(1 for r in rows if r.model == m) for m in per_model}
+    figures = {f for e in per_model.values() for f in e}
+    out = {}
+    for f in sorted(figures):
+        ms = [m for m in per_model if f in per_model[m]]
+        out[f] = sum(per_model[m][f] * n[m] for m in ms) / sum(n[m] for m in ms)
+    return out
+
+
+STACKS = {
+    "vllm": ("mlenergy_v3_lm_arena_chat.csv", read_mlenergy),
+    "splitwise": ("splitwise_perf_model.csv", read_splitwise),
+}
+"""Each software stack gets its own constants: step overheads and TP efficiency are
+properties of the engine (vLLM 0.11 with CUDA graphs against Splitwise's 2023 engine),
+not of the model. ``vllm`` is the simulator's default."""
+
+
+def fit_stack(calibration: Path, stack: str) -> dict[str, Any]:
+    """Fit one stack and measure its in-sample and leave-one-model-out errors."""
+    name, read = STACKS[stack]
+    rows = read(calibration / name)
+    c = fit(rows)
+    lomo = leave_one_model_out(rows)
+    return {
+        "data": name,
+        "rows": len(rows),
+        "constants": c.to_dict(),
+        "mape_in_sample": errors(rows, c),
+        "mape_leave_one_model_out": pooled(lomo, rows),
+        "mape_leave_one_model_out_by_model": lomo,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    default = Path(__file__).resolve().parents[3] / "shared" / "data" / "calibration"
+    parser = argparse.ArgumentParser(description="Fit the performance and power constants.")
+    parser.add_argument("calibration", nargs="?", type=Path, default=default)
+    parser.add_argument("--write", action="store_true", help="write wrpfleet/pool/fitted.json")
+    args = parser.parse_args(argv)
+    report = {
+        "lmarena_input_tokens": LMARENA_INPUT_TOKENS,
+        "stacks": {stack: fit_stack(args.calibration, stack) for stack in STACKS},
+    }
+    json.dump(report, sys.stdout, indent=2)
+    print()
+    if args.write:
+        path = Path(__file__).with_name("fitted.json")
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
