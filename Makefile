@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/wrpfleet workload describe sim/quickstart.yaml --plot runs/quickstart/workload.html
+	$(BIN)/wrpfleet simulate sim/quickstart.yaml
 
 test: $(STAMP)
 	$(BIN)/ruff check .

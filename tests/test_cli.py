@@ -118,3 +118,64 @@ def test_help_explains_every_option(args, words):
     assert run.returncode == 0
     for word in words:
         assert word in run.stdout
+
+
+def test_simulate_writes_every_output_and_conserves_requests(tmp_path):
+    run = wrpfleet("simulate", "sim/quickstart.yaml", "--json", "--out", tmp_path)
+    assert run.returncode == 0, run.stderr
+    s = json.loads(run.stdout)
+    keys = [
+        "requests_in",
+        "completed",
+        "rejected",
+        "unfinished",
+        "ttft_p50_s",
+        "ttft_p99_s",
+        "tpot_p50_s",
+        "tpot_p99_s",
+        "e2e_p99_s",
+        "slo_attainment",
+        "throughput_tok_s",
+        "gpu_hours",
+        "cost_usd",
+        "energy_kwh",
+        "j_per_output_token",
+        "prefix_hit_rate",
+    ]
+    assert set(keys) <= set(s)
+    assert s["requests_in"] == s["completed"] + s["rejected"] + s["unfinished"] > 0
+    for name in ("summary.json", "requests.parquet", "replicas.parquet", "timeline.parquet"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "plotly" in (tmp_path / "report.html").read_text()[:100_000]
+    import pandas as pd
+
+    df = pd.read_parquet(tmp_path / "requests.parquet")
+    assert len(df) == s["requests_in"]
+
+
+def test_simulate_any_trace_on_any_fleet(tmp_path):
+    run = wrpfleet(
+        "simulate",
+        "sim/quickstart.yaml",
+        "--workload",
+        CONV,
+        "--pools",
+        "pools/hetero.yaml",
+        "--json",
+        "--out",
+        tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["requests_in"] == 2_000
+    import pandas as pd
+
+    pools = set(pd.read_parquet(tmp_path / "requests.parquet")["pool"])
+    assert pools == {"h100", "a100"}
+
+
+def test_simulate_unknown_gpu_is_a_clear_error(tmp_path):
+    pools = tmp_path / "p.yaml"
+    pools.write_text("pools:\n  - {name: x, model: Llama-3.1-8B, gpu: H101}\n")
+    run = wrpfleet("simulate", "sim/quickstart.yaml", "--pools", pools)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "H101" in run.stderr and "H100" in run.stderr

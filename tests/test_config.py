@@ -174,17 +174,31 @@ def test_slo_forms():
 @pytest.mark.parametrize(
     "pools, message",
     [
-        ([{"name": "a", "model": "m", "gpu": "g"}] * 2, "unique: a repeated"),
-        ([{"name": "p", "role": "prefill", "model": "m", "gpu": "g"}], "needs a decode pool"),
+        ([{"name": "a", "model": "Llama-3.1-8B", "gpu": "H100"}] * 2, "unique: a repeated"),
+        (
+            [{"name": "p", "role": "prefill", "model": "Llama-3.1-8B", "gpu": "H100"}],
+            "needs a decode pool",
+        ),
         (
             [
-                {"name": "p", "role": "prefill", "model": "m", "gpu": "g"},
-                {"name": "d", "role": "decode", "model": "m", "gpu": "g"},
+                {"name": "p", "role": "prefill", "model": "Llama-3.1-8B", "gpu": "H100"},
+                {"name": "d", "role": "decode", "model": "Llama-3.1-8B", "gpu": "H100"},
             ],
             "need a kv_link",
         ),
-        ([{"name": "a", "model": "m", "gpu": "g", "replicas": 5, "max_replicas": 3}], "<= 3"),
-        ([{"name": "a b", "model": "m", "gpu": "g"}], "should match pattern"),
+        (
+            [
+                {
+                    "name": "a",
+                    "model": "Llama-3.1-8B",
+                    "gpu": "H100",
+                    "replicas": 5,
+                    "max_replicas": 3,
+                }
+            ],
+            "<= 3",
+        ),
+        ([{"name": "a b", "model": "Llama-3.1-8B", "gpu": "H100"}], "should match pattern"),
     ],
 )
 def test_fleet_consistency(pools, message):
@@ -199,7 +213,7 @@ def test_scenario_model_rejects_bad_names():
             {
                 "name": "my run",
                 "workload": {"arrival": {"process": "poisson", "rate": 1}},
-                "pools": [{"name": "a", "model": "m", "gpu": "g"}],
+                "pools": [{"name": "a", "model": "Llama-3.1-8B", "gpu": "H100"}],
             },
         )
 

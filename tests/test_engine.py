@@ -134,8 +134,8 @@ def utilization_for_blocks(blocks: int, max_num_batched_tokens: int = 8192) -> f
 def run_sim(scenario: Scenario, fast: bool = True) -> tuple[Simulation, SimResult]:
     """Run through a Simulation object, so the replicas can be inspected afterwards."""
     sim = Simulation(scenario, fast=fast)
-    rec = sim.run()
-    return sim, SimResult(rec.summary(), rec.requests(), rec.replicas())
+    sim.run()
+    return sim, SimResult.of(sim)
 
 
 def completed(df: pd.DataFrame) -> pd.DataFrame:

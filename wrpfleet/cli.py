@@ -190,6 +190,87 @@ def export_cmd(
     out.print(f"wrote {n:,} requests to {dest}")
 
 
+@app.command("simulate")
+def simulate_cmd(
+    scenario: Annotated[Path, typer.Argument(help="Scenario file (.yaml).", show_default=False)],
+    workload: Annotated[
+        Path | None, typer.Option(help="Replace the scenario's workload: a spec or a trace file.")
+    ] = None,
+    pools: Annotated[
+        Path | None, typer.Option(help="Replace the scenario's pools: a pool spec file.")
+    ] = None,
+    seed: SeedOpt = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output folder (default: the scenario's, runs/<name>)."),
+    ] = None,
+    reference: Annotated[
+        bool,
+        typer.Option(
+            "--reference", help="Step-by-step reference mode (one event per engine step; slow)."
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Simulate a scenario; write summary.json, requests.parquet, replicas.parquet,
+    timeline.parquet and report.html, and print the summary."""
+    from wrpfleet.config import load_scenario
+    from wrpfleet.progress import progress
+    from wrpfleet.sim import simulate
+
+    s = load_scenario(scenario, workload=workload, pools=pools, seed=seed)
+    horizon = s.duration_s or getattr(s.workload, "duration_s", None)
+    with progress(f"simulating {s.name}", total=horizon) as update:
+        result = simulate(
+            s,
+            fast=not reference,
+            on_progress=lambda t, n: update(t if horizon else n, f"{n:,} requests"),
+        )
+    paths = result.write(out_dir or s.out_dir)
+    summary = result.summary
+    if json_out:
+        print(json.dumps({**summary, "outputs": {k: str(v) for k, v in paths.items()}}, indent=2))
+        return
+    _print_run(summary)
+    out.print(f"outputs: {paths['summary'].parent}/ ({', '.join(p.name for p in paths.values())})")
+
+
+def _print_run(s: dict[str, Any]) -> None:
+    def ms(x: float | None) -> str:
+        return "-" if x is None else f"{x * 1e3:,.1f} ms"
+
+    table = Table(title=f"simulation {s['scenario']}", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(
+        "requests",
+        f"{s['requests_in']:,} in: {s['completed']:,} completed, {s['rejected']:,} rejected, "
+        f"{s['unfinished']:,} unfinished",
+    )
+    for m in ("ttft", "tpot", "e2e", "queue"):
+        table.add_row(m.upper(), "  ".join(f"p{p} {ms(s[f'{m}_p{p}_s'])}" for p in (50, 90, 99)))
+    for t in s["slo_targets"]:
+        verdict = "[green]met[/]" if t["met"] else "[red]missed[/]"
+        table.add_row(
+            f"SLO {t['target']}", f"{ms(t['value_s'])} vs {ms(t['threshold_s'])}: {verdict}"
+        )
+    if s["slo_attainment"] is not None:
+        table.add_row("SLO attainment", f"{s['slo_attainment']:.1%} of requests")
+    table.add_row("throughput", f"{s['throughput_tok_s']:,.0f} output tokens/s")
+    table.add_row(
+        "fleet", f"{s['gpus']} GPUs, {s['gpu_hours']:.2f} GPU-hours, ${s['cost_usd']:.2f}"
+    )
+    jpt = s["j_per_output_token"]
+    table.add_row(
+        "energy",
+        f"{s['energy_kwh']:.3f} kWh ({s['idle_energy_kwh']:.3f} idle), "
+        + ("-" if jpt is None else f"{jpt:.2f} J/output token"),
+    )
+    table.add_row("prefix cache", f"{s['prefix_hit_rate']:.1%} of prompt tokens hit")
+    table.add_row("simulated", f"{s['duration_s']:,.1f} s in {s['engine_events']:,} engine events")
+    out.print(table)
+
+
 @app.command("check")
 def check_cmd(
     scenario: Annotated[Path, typer.Argument(help="Scenario file (.yaml).", show_default=False)],

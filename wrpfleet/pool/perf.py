@@ -35,6 +35,7 @@ import numpy as np
 from wrpfleet.pool.catalog import GPU, ModelArch
 
 Num = float | np.ndarray
+CUDA_CONTEXT_W = 46.0
 
 
 @dataclass(slots=True)
@@ -153,6 +154,6 @@ class PerfModel:
 
     @property
     def idle_power_w(self) -> float:
-        """A ready replica with nothing to do: its GPUs at idle, CUDA context held."""
-        g = self.gpu
-        return self.tp * (g.idle_w + (g.tdp_w - g.idle_w) * self.c.power_floor)
+        """A ready replica with nothing to do: its GPUs at idle plus the CUDA context
+        an engine holds (26-66 W over bare idle, arXiv 2605.23918; the midpoint)."""
+        return self.tp * (self.gpu.idle_w + CUDA_CONTEXT_W)

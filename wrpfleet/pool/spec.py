@@ -15,9 +15,13 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
+from wrpfleet.errors import InputError
+from wrpfleet.pool import catalog
 from wrpfleet.schema import Spec
 
 
@@ -53,6 +57,16 @@ class PoolSpec(Spec):
     cold_start_s: NonNegativeFloat | None = Field(
         None, description="seconds from scale-up to ready; None derives it from the model size"
     )
+
+    @field_validator("gpu", "model")
+    @classmethod
+    def _in_catalog(cls, v: str, info: ValidationInfo) -> str:
+        """Known to the catalogs; written the catalog's way ("H100" -> "H100-SXM")."""
+        lookup = catalog.gpu if info.field_name == "gpu" else catalog.model
+        try:
+            return lookup(v).name
+        except InputError as e:
+            raise ValueError(e.message) from None
 
     @model_validator(mode="after")
     def _bounds(self) -> PoolSpec:

@@ -29,6 +29,7 @@ from wrpfleet.sim.kv import KVCache
 from wrpfleet.types import ReplicaView, Request
 
 PRIORITY = {"interactive": 0, "standard": 1, "batch": 2}
+TIMELINE_S = 0.5
 
 
 @dataclass(eq=False, slots=True)
@@ -154,6 +155,7 @@ class Replica:
         env = self.env
         while True:
             if not self.running and not self.waiting:
+                self._sample(self.perf.idle_power_w, force=True)
                 self._wake = env.event()
                 yield self._wake
                 self._wake = None
@@ -176,6 +178,7 @@ class Replica:
             t = float(self.perf.iteration_time(batch))
             energy = float(self.perf.power_w(batch, t)) * t
             self.stats.events += 1
+            self._sample(energy / t)
             yield env.timeout(t)
             self._account(t, energy, batch)
             self._apply(scheduled, batch, energy)
@@ -315,6 +318,14 @@ class Replica:
         s.preemptions += 1
         self.waiting.appendleft(s)
 
+    def _sample(self, power_w: float, force: bool = False) -> None:
+        """A timeline row, at most one per TIMELINE_S of simulated time (bounded output)."""
+        st, now = self.stats, self.env.now
+        rows = st.timeline
+        if force or not rows or now - rows[-1][0] >= TIMELINE_S:
+            energy = st.active_energy_j + (now - st.busy_s) * self.perf.idle_power_w
+            rows.append((now, len(self.running), len(self.waiting), self.kv.used, power_w, energy))
+
     def _account(self, t: float, energy: float, batch: Batch) -> None:
         st = self.stats
         st.busy_s += t
@@ -352,6 +363,7 @@ class Replica:
         ends = env.now + np.cumsum(times)
         self._phase = _Phase(seqs, env.now, ends, energy, computed, held)
         self.stats.events += 1
+        self._sample(float(energy.sum() / times.sum()))
         self._wake = env.event()
         yield env.timeout(float(ends[-1]) - env.now) | self._wake
         done = steps

@@ -16,21 +16,38 @@ from wrpfleet.sim.fleet import Simulation
 
 @dataclass
 class SimResult:
+    scenario: Scenario
     summary: dict[str, Any]
     requests: pd.DataFrame
     replicas: pd.DataFrame
+    timeline: pd.DataFrame
+
+    @classmethod
+    def of(cls, sim: Simulation) -> SimResult:
+        """The result of a simulation that has run."""
+        r = sim.recorder
+        return cls(sim.scenario, r.summary(), r.requests(), r.replicas(), r.timeline(sim))
 
     def write(self, out_dir: Path) -> dict[str, Path]:
-        """requests.parquet, replicas.parquet and summary.json under ``out_dir``."""
+        """summary.json, requests.parquet, replicas.parquet, timeline.parquet and
+        report.html under ``out_dir``, as the scenario's ``outputs`` ask."""
+        from wrpfleet.analysis.figures import write_html
+        from wrpfleet.analysis.report import run_report
+
+        outputs = self.scenario.outputs
         out_dir.mkdir(parents=True, exist_ok=True)
-        paths = {
-            "requests": out_dir / "requests.parquet",
-            "replicas": out_dir / "replicas.parquet",
-            "summary": out_dir / "summary.json",
-        }
-        self.requests.to_parquet(paths["requests"], index=False)
-        self.replicas.to_parquet(paths["replicas"], index=False)
+        paths = {"summary": out_dir / "summary.json"}
         paths["summary"].write_text(json.dumps(self.summary, indent=2) + "\n")
+        self.replicas.to_parquet(out_dir / "replicas.parquet", index=False)
+        paths["replicas"] = out_dir / "replicas.parquet"
+        if outputs.per_request:
+            paths["requests"] = out_dir / "requests.parquet"
+            self.requests.to_parquet(paths["requests"], index=False)
+        if outputs.timeline:
+            paths["timeline"] = out_dir / "timeline.parquet"
+            self.timeline.to_parquet(paths["timeline"], index=False)
+        if outputs.report:
+            paths["report"] = write_html(run_report(self), out_dir / "report.html")
         return paths
 
 
@@ -41,5 +58,6 @@ def simulate(
     on_progress: Callable[[float, int], None] | None = None,
 ) -> SimResult:
     """Simulate a scenario to completion. ``fast=False`` is the step-by-step reference."""
-    recorder = Simulation(scenario, fast=fast).run(on_progress)
-    return SimResult(recorder.summary(), recorder.requests(), recorder.replicas())
+    sim = Simulation(scenario, fast=fast)
+    sim.run(on_progress)
+    return SimResult.of(sim)
