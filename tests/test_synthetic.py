@@ -198,3 +198,13 @@ def test_lazy_ten_million_requests_hold_no_more_than_a_few():
         tracemalloc.stop()
     assert peaks[1] < 1.5 * peaks[0]  # ten times the requests, about the same memory
     assert peaks[1] < 10e6  # bytes
+
+
+def test_closed_loop_with_zero_think_time_keeps_every_user_busy():
+    reqs = list(
+        workload(
+            arrival={"process": "closed", "users": 4}, duration_s=None, num_requests=40
+        ).requests()
+    )
+    assert Counter(r.session_id for r in reqs) == {0: 10, 1: 10, 2: 10, 3: 10}
+    assert [r.follows for r in reqs[:4]] == [None] * 4

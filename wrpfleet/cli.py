@@ -271,6 +271,65 @@ def _print_run(s: dict[str, Any]) -> None:
     out.print(table)
 
 
+validate_app = typer.Typer(
+    help="Check the simulator against measurements: simulate each measured configuration.",
+    no_args_is_help=True,
+)
+app.add_typer(validate_app, name="validate")
+
+
+def _validation(kind: str, csv_path: Path, json_out: bool, limit: int | None) -> None:
+    from wrpfleet.analysis import validate
+    from wrpfleet.progress import progress
+
+    if not csv_path.is_file():
+        raise InputError("file not found", path=csv_path)
+    with progress(f"validating on {csv_path.name}", total=1.0) as update:
+        kwargs = {"limit": limit} if kind == "mlenergy" else {}
+        result = getattr(validate, kind)(
+            csv_path, on_row=lambda i, n: update(i / n, f"{i}/{n} configurations"), **kwargs
+        )
+    if json_out:
+        print(json.dumps(result, indent=2))
+        return
+    rows = result["rows"]
+    figures = list(result["mape"])
+    table = Table(title=f"{kind}: simulated (error against measured)")
+    for col in ("model", "gpu", "tp", *figures):
+        table.add_column(col, justify="right" if col not in ("model", "gpu") else "left")
+    for r in rows:
+        cells = [
+            f"{r[f + '_sim']:.4g} ({r[f + '_sim'] / r[f + '_measured'] - 1:+.0%})" for f in figures
+        ]
+        table.add_row(r["model"], r["gpu"], str(r["tp"]), *cells)
+    out.print(table)
+    out.print("MAPE: " + ", ".join(f"{f} {v:.1%}" for f, v in result["mape"].items()))
+
+
+@validate_app.command("mlenergy")
+def validate_mlenergy(
+    csv_path: Annotated[
+        Path, typer.Argument(help="CSV with the columns of ML.ENERGY's leaderboard data.")
+    ],
+    json_out: JsonOpt = False,
+    limit: Annotated[int | None, typer.Option(help="Only the first N rows.")] = None,
+) -> None:
+    """Throughput, power, J/token and median ITL of each configuration, simulated (one
+    replica, batch held at max_num_seqs by a closed loop) against measured."""
+    _validation("mlenergy", csv_path, json_out, limit)
+
+
+@validate_app.command("splitwise")
+def validate_splitwise(
+    csv_path: Annotated[
+        Path, typer.Argument(help="CSV with the columns of splitwise-sim's perf_model.csv.")
+    ],
+    json_out: JsonOpt = False,
+) -> None:
+    """Prompt time and per-token time of each configuration, simulated against measured."""
+    _validation("splitwise", csv_path, json_out, None)
+
+
 @app.command("check")
 def check_cmd(
     scenario: Annotated[Path, typer.Argument(help="Scenario file (.yaml).", show_default=False)],

@@ -36,6 +36,11 @@ class EngineSpec(Spec):
     enable_prefix_caching: bool = True
     enable_chunked_prefill: bool = True
     scheduling: Literal["fcfs", "priority"] = "fcfs"
+    calibration: Literal["vllm", "splitwise"] = Field(
+        "vllm",
+        description="which fitted constants price the engine's steps: vLLM 0.11 (ML.ENERGY) "
+        "or the Splitwise paper's engine",
+    )
 
 
 class PoolSpec(Spec):

@@ -104,6 +104,10 @@ class Replica:
         self._wake: simpy.Event | None = None
         self._phase: _Phase | None = None
         self._head_cached = False
+        self._tokens = 0  # prompt + output tokens of every request here
+        self._version = 0  # bumped on every change of state a view shows
+        self._view_key: tuple[int, int] | None = None
+        self._view: ReplicaView | None = None
         self.process = env.process(self._run())
 
     # ------------------------------------------------------------------ interface
@@ -122,6 +126,8 @@ class Replica:
             seq.finished = self.env.now
             self.on_finish(seq, self)
             return seq
+        self._tokens += req.input_tokens + req.output_tokens
+        self._version += 1
         if self.spec.scheduling == "priority":
             key = PRIORITY.get(req.slo_class, 1)
             i = next(
@@ -136,18 +142,28 @@ class Replica:
         return seq
 
     def view(self) -> ReplicaView:
-        running = len(self.running)
-        used = self.kv.used + (self._phase_blocks(self.env.now) if self._phase else 0)
-        return ReplicaView(
-            id=self.name,
-            pool=self.pool,
-            state=self.state,
-            running=running,
-            waiting=len(self.waiting),
-            tokens_in_flight=sum(s.prompt_len + s.req.output_tokens for s in self.running),
-            kv_used_blocks=used,
-            kv_total_blocks=self.kv.total,
-        )
+        """The replica's state now. Rebuilt only when the state changed since the last
+        view: a router asks for every replica's view on every request."""
+        done = -1
+        if self._phase is not None:
+            done = int(np.searchsorted(self._phase.ends, self.env.now, side="right"))
+        key = (self._version, done)
+        if key != self._view_key:
+            used = self.kv.used
+            if done > 0:  # the step in progress has its blocks already
+                used += self._new_blocks(self._phase.computed, self._phase.held, done)
+            self._view = ReplicaView(
+                id=self.name,
+                pool=self.pool,
+                state=self.state,
+                running=len(self.running),
+                waiting=len(self.waiting),
+                tokens_in_flight=self._tokens,
+                kv_used_blocks=used,
+                kv_total_blocks=self.kv.total,
+            )
+            self._view_key = key
+        return self._view
 
     # ------------------------------------------------------------------ the loop
 
@@ -182,6 +198,7 @@ class Replica:
             yield env.timeout(t)
             self._account(t, energy, batch)
             self._apply(scheduled, batch, energy)
+            self._version += 1
 
     def _schedule(self) -> tuple[list[tuple[Seq, int]], Batch, bool]:
         """One vLLM scheduler step: which sequences run and with how many tokens."""
@@ -226,6 +243,7 @@ class Replica:
             scheduled.append((s, n))
             budget -= n
             admitted = True
+        self._version += 1
         return scheduled, self._batch(scheduled), admitted
 
     def _lookup_prefix(self, s: Seq) -> None:
@@ -304,6 +322,8 @@ class Replica:
         s.blocks = s.pinned_blocks = 0
         s.pinned = ()
         s.finished = self.env.now
+        self._tokens -= s.req.input_tokens + s.req.output_tokens
+        self._version += 1
         self.on_finish(s, self)
 
     def _preempt(self, s: Seq) -> None:
@@ -375,6 +395,7 @@ class Replica:
             yield env.timeout(float(ends[done - 1]) - env.now)
         self._wake = None
         self._phase = None
+        self._version += 1
         self._finish_phase(
             seqs, computed, held, done, float(energy[:done].sum()), float(times[:done].sum())
         )
@@ -383,12 +404,6 @@ class Replica:
         """Blocks to allocate so that every sequence can run steps 0..step."""
         bs = self.kv.block_size
         return int(np.maximum(0, -(-(computed + step + 1) // bs) - held).sum())
-
-    def _phase_blocks(self, now: float) -> int:
-        """Blocks a running phase has taken by ``now`` beyond those held at its start."""
-        p = self._phase
-        done = int(np.searchsorted(p.ends, now, side="right"))
-        return self._new_blocks(p.computed, p.held, done) if done else 0
 
     def _finish_phase(self, seqs, computed, held, done, energy, busy) -> None:
         bs = self.kv.block_size

@@ -17,7 +17,7 @@ from wrpfleet.config import Scenario
 from wrpfleet.errors import InputError
 from wrpfleet.pool.catalog import gpu as gpu_spec
 from wrpfleet.pool.catalog import model as model_spec
-from wrpfleet.pool.perf import PerfModel
+from wrpfleet.pool.perf import Constants, PerfModel
 from wrpfleet.pool.spec import PoolSpec
 from wrpfleet.router import build_router
 from wrpfleet.sim.engine import Replica, Seq
@@ -72,7 +72,8 @@ class Simulation:
                     field=f"pools.{spec.name}.role",
                 )
             gpu, model = gpu_spec(spec.gpu), model_spec(spec.model)
-            perf = PerfModel(gpu, model, spec.tp, spec.dtype)
+            constants = Constants.fitted(spec.engine.calibration)
+            perf = PerfModel(gpu, model, spec.tp, spec.dtype, constants)
             blocks = kv_blocks(spec, perf)
             max_len = spec.engine.max_model_len or model.max_position_embeddings
             replicas = [

@@ -355,17 +355,18 @@ class _Generator:
 
     def closed_loop(self) -> Iterator[Request]:
         users = self.spec.arrival.users
-        # (nominal time, user, think before this request, conversation in progress or None,
-        #  the user's last request id)
-        # Users start spread over their first think time, not all at once.
-        heap: list[tuple[float, int, float, _Conversation | None, int | None]] = [
-            (max(0.0, self.loop_think()) * self.start_rng.random(), u, 0.0, None, None)
+        order = itertools.count()  # equal times go in turn, so no user starves the others
+        # (nominal time, turn order, user, think before this request, conversation in
+        #  progress or None, the user's last request id). Users start spread over their
+        #  first think time, not all at once.
+        heap: list[tuple[float, int, int, float, _Conversation | None, int | None]] = [
+            (max(0.0, self.loop_think()) * self.start_rng.random(), next(order), u, 0.0, None, None)
             for u in range(users)
         ]
         heapq.heapify(heap)
         self.next_session = users  # a user's chain of single requests is session `user`
         while heap[0][0] < self.horizon:
-            t, user, think, conv, last = heap[0]
+            t, _, user, think, conv, last = heap[0]
             if conv is None or conv.turn >= conv.turns:
                 conv = self._start(user)
             req = self._turn(conv, t, last, think)
@@ -373,5 +374,5 @@ class _Generator:
                 gap = max(0.0, conv.cls.think())
             else:
                 gap = max(0.0, self.loop_think())
-            heapq.heapreplace(heap, (t + gap, user, gap, conv, req.id))
+            heapq.heapreplace(heap, (t + gap, next(order), user, gap, conv, req.id))
             yield req
