@@ -64,6 +64,13 @@ SeedOpt = Annotated[
     int | None, typer.Option("--seed", help="Seed for synthetic workloads and trace sampling.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON to stdout.")]
+ScenarioArg = Annotated[Path, typer.Argument(help="Scenario file (.yaml).", show_default=False)]
+WorkloadOpt = Annotated[
+    Path | None, typer.Option(help="Replace the scenario's workload: a spec or a trace file.")
+]
+PoolsOpt = Annotated[
+    Path | None, typer.Option(help="Replace the scenario's pools: a pool spec file.")
+]
 
 
 @dataclass
@@ -192,13 +199,9 @@ def export_cmd(
 
 @app.command("simulate")
 def simulate_cmd(
-    scenario: Annotated[Path, typer.Argument(help="Scenario file (.yaml).", show_default=False)],
-    workload: Annotated[
-        Path | None, typer.Option(help="Replace the scenario's workload: a spec or a trace file.")
-    ] = None,
-    pools: Annotated[
-        Path | None, typer.Option(help="Replace the scenario's pools: a pool spec file.")
-    ] = None,
+    scenario: ScenarioArg,
+    workload: WorkloadOpt = None,
+    pools: PoolsOpt = None,
     seed: SeedOpt = None,
     out_dir: Annotated[
         Path | None,
@@ -332,13 +335,9 @@ def validate_splitwise(
 
 @app.command("check")
 def check_cmd(
-    scenario: Annotated[Path, typer.Argument(help="Scenario file (.yaml).", show_default=False)],
-    workload: Annotated[
-        Path | None, typer.Option(help="Replace the scenario's workload: a spec or a trace file.")
-    ] = None,
-    pools: Annotated[
-        Path | None, typer.Option(help="Replace the scenario's pools: a pool spec file.")
-    ] = None,
+    scenario: ScenarioArg,
+    workload: WorkloadOpt = None,
+    pools: PoolsOpt = None,
     seed: SeedOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

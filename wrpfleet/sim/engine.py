@@ -246,14 +246,22 @@ class Replica:
         self._version += 1
         return scheduled, self._batch(scheduled), admitted
 
+    def _cacheable(self, req: Request) -> tuple[int, ...]:
+        """The prompt's full content blocks, if this engine can cache them (caching on,
+        content blocks a whole number of engine blocks)."""
+        bt = req.block_tokens
+        if not self.kv.caching or not req.prefix_blocks or bt % self.kv.block_size:
+            return ()
+        return req.prefix_blocks[: req.input_tokens // bt]
+
     def _lookup_prefix(self, s: Seq) -> None:
         """Reuse the longest cached prefix (vLLM recomputes at least the last token)."""
         req, kv = s.req, self.kv
-        bt = req.block_tokens
-        if not kv.caching or not req.prefix_blocks or bt % kv.block_size:
+        ids = self._cacheable(req)
+        if not ids:
             return
-        full = min(len(req.prefix_blocks), req.input_tokens // bt)
-        hits = min(kv.hits(req.prefix_blocks[:full]), (s.prompt_len - 1) // bt)
+        bt = req.block_tokens
+        hits = min(kv.hits(ids), (s.prompt_len - 1) // bt)
         if hits:
             ids = req.prefix_blocks[:hits]
             kv.pin(ids, bt // kv.block_size)
@@ -304,11 +312,8 @@ class Replica:
 
     def _publish(self, s: Seq) -> None:
         req, kv = s.req, self.kv
+        new = self._cacheable(req)[len(s.pinned) :]
         bt = req.block_tokens
-        if not kv.caching or not req.prefix_blocks or bt % kv.block_size:
-            return
-        full = min(len(req.prefix_blocks), req.input_tokens // bt)
-        new = req.prefix_blocks[len(s.pinned) : full]
         if new:
             given = kv.publish(new, bt // kv.block_size)
             s.blocks -= given
