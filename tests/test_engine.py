@@ -708,3 +708,65 @@ def test_session_turns_wait_for_the_previous_answer(fast):
         # The conversation so far (the previous prompt's full blocks) is in the cache.
         prev = reqs[r.follows].input_tokens
         assert df.loc[r.id, "cached_tokens"] >= (prev // 16) * 16, r.id
+
+
+def _two_class_trace(tmp_path, n: int = 12) -> Path:
+    """n requests at t=0 on one replica that holds one at a time: half batch, half interactive,
+    the batch ones first in the file."""
+    path = tmp_path / "classes.csv"
+    rows = ["arrival_s,input_tokens,output_tokens,slo_class"]
+    rows += [f"0,200,20,{'batch' if i < n // 2 else 'interactive'}" for i in range(n)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("scheduling", ["fcfs", "priority"])
+def test_priority_scheduling_serves_interactive_first(tmp_path, scheduling):
+    trace = _two_class_trace(tmp_path)
+    s = validate(
+        Scenario,
+        {
+            "name": "prio",
+            "workload": {"kind": "trace", "path": str(trace)},
+            "pools": [
+                {
+                    "name": "p",
+                    "model": "Llama-3.1-8B",
+                    "gpu": "H100-SXM",
+                    "engine": {"max_num_seqs": 1, "scheduling": scheduling},
+                }
+            ],
+        },
+    )
+    df = simulate(s).requests
+    mean = df.groupby("slo_class")["queue_s"].mean()
+    if scheduling == "priority":
+        assert mean["interactive"] < mean["batch"]
+    else:
+        assert mean["interactive"] > mean["batch"]  # first come, first served
+
+
+def test_chunked_prefill_splits_a_long_prompt_and_unchunked_rejects_what_cannot_fit(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("arrival_s,input_tokens,output_tokens\n0,3000,5\n")
+    base = {
+        "name": "chunk",
+        "workload": {"kind": "trace", "path": str(path)},
+    }
+    ttft = {}
+    for chunked in (True, False):
+        pool = {
+            "name": "p",
+            "model": "Llama-3.1-8B",
+            "gpu": "H100-SXM",
+            "engine": {
+                "max_num_batched_tokens": 4096 if not chunked else 1024,
+                "enable_chunked_prefill": chunked,
+            },
+        }
+        df = simulate(validate(Scenario, {**base, "pools": [pool]})).requests
+        ttft[chunked] = float(df["ttft_s"].iloc[0])
+    assert ttft[False] < ttft[True]  # one 3000-token step beats three chunks with overheads
+    pool["engine"]["max_num_batched_tokens"] = 2048  # unchunked, the prompt never fits a step
+    df = simulate(validate(Scenario, {**base, "pools": [pool]})).requests
+    assert "max_num_batched_tokens" in df["rejected"].iloc[0]

@@ -122,6 +122,14 @@ class Replica:
             )
         elif need > self.kv.total:
             seq.rejected = f"needs {need} KV blocks, the replica has {self.kv.total}"
+        elif (
+            not self.spec.enable_chunked_prefill
+            and req.input_tokens + req.output_tokens > self.spec.max_num_batched_tokens
+        ):
+            seq.rejected = (
+                f"without chunked prefill, prompt + output ({req.input_tokens + req.output_tokens}"
+                f" tokens) must fit max_num_batched_tokens {self.spec.max_num_batched_tokens}"
+            )
         if seq.rejected:
             seq.finished = self.env.now
             self.on_finish(seq, self)
