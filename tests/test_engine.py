@@ -770,3 +770,30 @@ def test_chunked_prefill_splits_a_long_prompt_and_unchunked_rejects_what_cannot_
     pool["engine"]["max_num_batched_tokens"] = 2048  # unchunked, the prompt never fits a step
     df = simulate(validate(Scenario, {**base, "pools": [pool]})).requests
     assert "max_num_batched_tokens" in df["rejected"].iloc[0]
+
+
+def test_a_later_turn_reuses_the_previous_answer_from_the_prefix_cache():
+    """vLLM caches generated blocks too: turn k+1 hits the blocks of turn k's answer."""
+    s = validate(
+        Scenario,
+        {
+            "name": "turns",
+            "workload": {
+                "arrival": {"process": "poisson", "rate": 0.01},
+                "classes": [
+                    {
+                        "input": 160,
+                        "output": 48,
+                        "session": {"turns": 3, "think_s": 1.0, "new_input": 32},
+                    }
+                ],
+                "duration_s": None,
+                "num_requests": 3,
+            },
+            "pools": [{"name": "p", "model": "Llama-3.1-8B", "gpu": "H100-SXM"}],
+        },
+    )
+    df = simulate(s).requests.sort_values("id")
+    assert df["input_tokens"].tolist() == [160, 240, 320]
+    # turn 0 computes 160 + 48 - 1 tokens: 12 full blocks (prompt 10, answer 2)
+    assert df["cached_tokens"].tolist() == [0, 12 * 16, 17 * 16]

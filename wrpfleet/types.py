@@ -23,6 +23,10 @@ class Request:
     ``block_tokens`` tokens, in order: equal ids mean equal prefix content, which
     is what a prefix cache can reuse.
 
+    ``output_blocks`` are the ids the answer's full blocks take in the conversation,
+    when a later turn sends them back as part of its prompt: an engine that caches
+    generated blocks (vLLM does) serves them from its prefix cache.
+
     ``session_id`` groups a conversation's turns, or a closed-loop user's requests;
     only requests in a session have followers.
     """
@@ -33,6 +37,7 @@ class Request:
     output_tokens: int
     prefix_blocks: tuple[int, ...] = ()
     block_tokens: int = 16
+    output_blocks: tuple[int, ...] = ()
     session_id: int | None = None
     turn: int = 0
     follows: int | None = None

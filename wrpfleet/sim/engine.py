@@ -329,6 +329,7 @@ class Replica:
             s.pinned_blocks += given
 
     def _finish(self, s: Seq) -> None:
+        self._publish_answer(s)
         self.running.remove(s)
         self.kv.unpin(s.pinned)
         self.kv.release(s.blocks)
@@ -338,6 +339,22 @@ class Replica:
         self._tokens -= s.req.input_tokens + s.req.output_tokens
         self._version += 1
         self.on_finish(s, self)
+
+    def _publish_answer(self, s: Seq) -> None:
+        """Cache the answer's full blocks for the next turn, as vLLM caches generated
+        blocks: only when the whole prompt is cached, so the ids chain on."""
+        req, kv = s.req, self.kv
+        prompt = self._cacheable(req)
+        if not req.output_blocks or not prompt or len(s.pinned) != len(prompt):
+            return
+        bt = req.block_tokens
+        n = min(len(req.output_blocks), s.computed // bt - len(prompt))
+        if n > 0:
+            ids = req.output_blocks[:n]
+            given = kv.publish(ids, bt // kv.block_size)
+            s.blocks -= given
+            s.pinned += ids
+            s.pinned_blocks += given
 
     def _preempt(self, s: Seq) -> None:
         """Preemption by recompute: drop its KV, requeue it first, redo prompt + output."""

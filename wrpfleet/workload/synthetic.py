@@ -305,6 +305,11 @@ class _Generator:
         cls = conv.cls
         new, out = cls.first() if conv.turn == 0 else cls.later()
         self._grow(conv, new)
+        answer: tuple[int, ...] = ()
+        if conv.turn + 1 < conv.turns:  # a later turn will send this answer back
+            bt = self.spec.block_tokens
+            n = (conv.tokens + out) // bt - len(conv.blocks)
+            answer = tuple(range(self.next_block, self.next_block + n))
         req = Request(
             id=self.next_id,
             arrival_s=t,
@@ -312,6 +317,7 @@ class _Generator:
             output_tokens=out,
             prefix_blocks=tuple(conv.blocks),
             block_tokens=self.spec.block_tokens,
+            output_blocks=answer,
             session_id=conv.session_id,
             turn=conv.turn,
             follows=follows,
@@ -323,7 +329,7 @@ class _Generator:
             slo_class=cls.spec.slo_class,
         )
         self.next_id += 1
-        self._grow(conv, out)  # the answer is context for the next turn
+        self._grow(conv, out)  # the answer is context for the next turn (its ids: answer)
         conv.turn += 1
         conv.last_id = req.id
         return req

@@ -49,6 +49,7 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "input_tokens": ("input_tokens", "input_length", "prompt_tokens", "input_len"),
     "output_tokens": ("output_tokens", "output_length", "completion_tokens", "output_len"),
     "prefix_blocks": ("prefix_blocks", "hash_ids"),
+    "output_blocks": ("output_blocks",),
     "id": ("id", "request_id"),
     "block_tokens": ("block_tokens",),
     "session_id": ("session_id",),
@@ -361,6 +362,8 @@ class Columns:
         for name in TAGS:
             if get.get(name) not in (None, ""):
                 extra[name] = str(get[name])
+        if get.get("output_blocks") not in (None, ""):
+            extra["output_blocks"] = _blocks(get["output_blocks"], cols["output_blocks"])
         return Row(
             line,
             _seconds(get["arrival_s"], cols["arrival_s"], self.time_unit),
@@ -621,8 +624,10 @@ class TraceWorkload(Spec):
         for new_id, (row, copy) in enumerate(rows):
             extra = row.extra or {}
             blocks = row.prefix_blocks
+            answer = extra.get("output_blocks", ())
             if copy:
                 blocks = tuple(b + copy * COPY_ID_STRIDE for b in blocks)  # distinct content
+                answer = tuple(b + copy * COPY_ID_STRIDE for b in answer)
             offset = copy * COPY_ID_STRIDE
             follows = None
             session = extra.get("session_id")
@@ -639,6 +644,7 @@ class TraceWorkload(Spec):
                 output_tokens=row.output_tokens,
                 prefix_blocks=blocks,
                 block_tokens=extra.get("block_tokens", self.block_tokens),
+                output_blocks=answer,
                 session_id=session,
                 turn=extra.get("turn", 0),
                 follows=follows,
@@ -690,7 +696,7 @@ def write_requests(
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        types = {"prefix_blocks": pa.list_(pa.int64())}
+        types = {"prefix_blocks": pa.list_(pa.int64()), "output_blocks": pa.list_(pa.int64())}
         types |= {f: pa.float64() for f in ("arrival_s", "think_s", "difficulty")}
         types |= {f: pa.string() for f in TAGS}
         schema = pa.schema([(f, types.get(f, pa.int64())) for f in FIELDS])
@@ -698,7 +704,15 @@ def write_requests(
             rows = records()
             while chunk := list(itertools.islice(rows, batch)):
                 table = pa.Table.from_pylist(
-                    [{**c, "prefix_blocks": list(c["prefix_blocks"])} for c in chunk], schema
+                    [
+                        {
+                            **c,
+                            "prefix_blocks": list(c["prefix_blocks"]),
+                            "output_blocks": list(c["output_blocks"]),
+                        }
+                        for c in chunk
+                    ],
+                    schema,
                 )
                 writer.write_table(table)
         return n
@@ -709,6 +723,7 @@ def write_requests(
             w.writerow(FIELDS)
             for c in records():
                 c["prefix_blocks"] = " ".join(map(str, c["prefix_blocks"]))
+                c["output_blocks"] = " ".join(map(str, c["output_blocks"]))
                 w.writerow("" if v is None else v for v in c.values())
         else:
             for c in records():
