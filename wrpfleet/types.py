@@ -113,6 +113,13 @@ class PoolView:
     gpu: str
     replicas: tuple[ReplicaView, ...]
     price_per_replica_hour: float
+    min_replicas: int = 0
+    max_replicas: int = 0
+    target_replicas: int = 0
+
+    @property
+    def ready(self) -> tuple[ReplicaView, ...]:
+        return tuple(r for r in self.replicas if r.state == "ready")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +153,19 @@ class Outcome:
     e2e_s: float
     output_tokens: int
     energy_j: float
+
+
+@dataclass(frozen=True, slots=True)
+class PoolMetrics:
+    """What an autoscaler is told about a pool besides its replicas' states."""
+
+    arrivals_per_s: float  # requests routed to the pool per second, last interval
+    interval_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleDecision:
+    """How many replicas a pool should have, and why (reported in the run's log)."""
+
+    target: int
+    reason: str

@@ -91,6 +91,7 @@ class Replica:
         on_finish: Callable[[Seq, Replica], None],
         fast: bool = True,
         max_model_len: int | None = None,
+        state: str = "ready",
     ) -> None:
         self.env, self.name, self.pool, self.perf, self.spec = env, name, pool, perf, engine
         self.kv = KVCache(kv_blocks, engine.block_size, engine.enable_prefix_caching)
@@ -100,7 +101,9 @@ class Replica:
         self.waiting: deque[Seq] = deque()
         self.running: list[Seq] = []
         self.stats = Stats()
-        self.state = "ready"
+        self.state = state  # starting -> ready -> draining -> retired
+        self.born = env.now
+        self.retired: float | None = None
         self._wake: simpy.Event | None = None
         self._phase: _Phase | None = None
         self._head_cached = False
@@ -112,8 +115,9 @@ class Replica:
 
     # ------------------------------------------------------------------ interface
 
-    def submit(self, req: Request) -> Seq:
-        seq = Seq(req, self.env.now, req.input_tokens)
+    def submit(self, req: Request, arrived: float | None = None) -> Seq:
+        """Take a request; ``arrived`` is when it reached the fleet (default: now)."""
+        seq = Seq(req, self.env.now if arrived is None else arrived, req.input_tokens)
         need = self.kv.blocks_for(req.input_tokens + req.output_tokens)
         if self.max_model_len and req.input_tokens + req.output_tokens > self.max_model_len:
             seq.rejected = (
@@ -149,6 +153,13 @@ class Replica:
             self._wake.succeed()
         return seq
 
+    def set_state(self, state: str) -> None:
+        """The fleet starts, readies and drains replicas; a drained one retires when idle."""
+        self.state = state
+        self._version += 1
+        if state == "draining" and self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
     def view(self) -> ReplicaView:
         """The replica's state now. Rebuilt only when the state changed since the last
         view: a router asks for every replica's view on every request."""
@@ -180,6 +191,10 @@ class Replica:
         while True:
             if not self.running and not self.waiting:
                 self._sample(self.perf.idle_power_w, force=True)
+                if self.state == "draining":
+                    self.state, self.retired = "retired", env.now
+                    self._version += 1
+                    return
                 self._wake = env.event()
                 yield self._wake
                 self._wake = None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import simpy
 
+from wrpfleet.autoscale import build_autoscaler
 from wrpfleet.config import Scenario
 from wrpfleet.errors import InputError
 from wrpfleet.pool.catalog import gpu as gpu_spec
@@ -22,7 +23,7 @@ from wrpfleet.pool.spec import PoolSpec
 from wrpfleet.router import build_router
 from wrpfleet.sim.engine import Replica, Seq
 from wrpfleet.sim.metrics import Recorder
-from wrpfleet.types import FleetView, Outcome, PoolView, Request, RequestView
+from wrpfleet.types import FleetView, Outcome, PoolMetrics, PoolView, Request, RequestView
 
 GIB = 1024**3
 RUNTIME_RESERVE_GIB = 1.0  # CUDA context, NCCL buffers, CUDA graphs, per GPU
@@ -49,22 +50,43 @@ def kv_blocks(pool: PoolSpec, perf: PerfModel) -> int:
     return blocks
 
 
+COLD_START_FIXED_S = 30.0  # container, engine start, CUDA graph capture (an estimate)
+LOAD_GB_S = 2.0  # weight loading per GPU from local NVMe (an estimate)
+
+
+def cold_start_s(pool: PoolSpec, perf: PerfModel) -> float:
+    """Seconds from scale-up to ready: the pool's own figure, or a fixed start plus the
+    weights over the load bandwidth of its GPUs."""
+    if pool.cold_start_s is not None:
+        return pool.cold_start_s
+    return COLD_START_FIXED_S + perf.weight_bytes / (pool.tp * LOAD_GB_S * 1e9)
+
+
 @dataclass
 class Pool:
     spec: PoolSpec
     perf: PerfModel
     replicas: list[Replica]
     price_per_replica_hour: float
+    kv_blocks: int
+    max_model_len: int
+    target: int
+    routed: int = 0  # requests routed here since the autoscaler last looked
+
+    @property
+    def live(self) -> list[Replica]:
+        return [r for r in self.replicas if r.state in ("starting", "ready")]
 
 
 class Simulation:
     def __init__(self, scenario: Scenario, fast: bool = True) -> None:
         self.scenario = scenario
-        self.env = env = simpy.Environment()
+        self.env = simpy.Environment()
         self.router = build_router(scenario.router.policy, scenario.router.params)
         self.recorder = Recorder(scenario)
         self.pools: dict[str, Pool] = {}
         self.replicas: dict[str, Replica] = {}
+        self.fast = fast
         for spec in scenario.pools:
             if spec.role != "mixed":
                 raise InputError(
@@ -76,27 +98,23 @@ class Simulation:
             perf = PerfModel(gpu, model, spec.tp, spec.dtype, constants)
             blocks = kv_blocks(spec, perf)
             max_len = spec.engine.max_model_len or model.max_position_embeddings
-            replicas = [
-                Replica(
-                    env,
-                    f"{spec.name}-{i}",
-                    spec.name,
-                    perf,
-                    spec.engine,
-                    blocks,
-                    self._finished,
-                    fast,
-                    max_len,
-                )
-                for i in range(spec.replicas)
-            ]
             price = (spec.price_per_gpu_hour or gpu.price_per_gpu_hour) * spec.tp
-            self.pools[spec.name] = Pool(spec, perf, replicas, price)
-            self.replicas |= {r.name: r for r in replicas}
-        self._released = 0
+            pool = Pool(spec, perf, [], price, blocks, max_len, spec.replicas)
+            self.pools[spec.name] = pool
+            for _ in range(spec.replicas):
+                self._add_replica(pool, "ready")
+        self.autoscaler = None
+        if scenario.autoscaler is not None:
+            self.autoscaler = build_autoscaler(
+                scenario.autoscaler.policy, scenario.autoscaler.params
+            )
         self._done_at: dict[int, float] = {}
         self._children: dict[int, Request] = {}
         self._on_progress: Callable[[float, int], None] | None = None
+        self._stream_done = False
+        self._outstanding = 0  # released and neither completed nor rejected
+        self._held: list[tuple[Request, float]] = []
+        self.scale_log: list[tuple[float, str, int, int, str]] = []
 
     # ------------------------------------------------------------------ running
 
@@ -104,9 +122,74 @@ class Simulation:
         """Run until every request has completed or been rejected."""
         self._on_progress = on_progress
         self.env.process(self._arrivals(iter(self.scenario.requests())))
+        if self.autoscaler is not None:
+            for pool in self.pools.values():
+                self.env.process(self._autoscale(pool))
         self.env.run()
         self.recorder.close(self.env.now, self)
         return self.recorder
+
+    # ------------------------------------------------------------------ scaling
+
+    def _add_replica(self, pool: Pool, state: str) -> Replica:
+        name = f"{pool.spec.name}-{len(pool.replicas)}"
+        r = Replica(
+            self.env,
+            name,
+            pool.spec.name,
+            pool.perf,
+            pool.spec.engine,
+            pool.kv_blocks,
+            self._finished,
+            self.fast,
+            pool.max_model_len,
+            state,
+        )
+        pool.replicas.append(r)
+        self.replicas[name] = r
+        if state == "starting":
+            self.env.process(self._start(r, cold_start_s(pool.spec, pool.perf)))
+        return r
+
+    def _start(self, r: Replica, delay: float):
+        yield self.env.timeout(delay)
+        if r.state == "starting":
+            r.set_state("ready")
+            held, self._held = self._held, []
+            for req, at in held:
+                self._dispatch(req, released=at)
+
+    def _scale_to(self, pool: Pool, target: int) -> None:
+        live = pool.live
+        pool.target = target
+        for _ in range(target - len(live)):
+            self._add_replica(pool, "starting")
+        if target < len(live):
+            # Cancel starting replicas first, then drain the least loaded ready ones.
+            order = sorted(
+                live, key=lambda r: (r.state == "ready", len(r.running) + len(r.waiting))
+            )
+            for r in order[: len(live) - target]:
+                r.set_state("draining")
+
+    def _autoscale(self, pool: Pool):
+        spec, scaler = self.scenario.autoscaler, self.autoscaler
+        lo = pool.spec.min_replicas if pool.spec.min_replicas is not None else pool.spec.replicas
+        hi = pool.spec.max_replicas if pool.spec.max_replicas is not None else pool.spec.replicas
+        while not (self._stream_done and self._outstanding == 0):
+            yield self.env.timeout(spec.interval_s)
+            view = self._pool_view(pool, lo, hi)
+            metrics = PoolMetrics(pool.routed / spec.interval_s, spec.interval_s)
+            pool.routed = 0
+            decision = scaler.decide(view, metrics, self.env.now)
+            target = max(lo, min(hi, decision.target))
+            if target != pool.target:
+                self.scale_log.append(
+                    (self.env.now, pool.spec.name, pool.target, target, decision.reason)
+                )
+                self._scale_to(pool, target)
+
+    # ------------------------------------------------------------------ requests
 
     def _arrivals(self, stream: Iterator[Request]):
         env = self.env
@@ -120,24 +203,53 @@ class Simulation:
                 env.process(self._release(req, done + req.think_s))
             else:
                 self._children[req.follows] = req
+        self._stream_done = True
 
     def _release(self, req: Request, at: float):
         yield self.env.timeout(max(0.0, at - self.env.now))
         self._dispatch(req)
 
-    def _dispatch(self, req: Request) -> None:
-        self.recorder.released(req, self.env.now)
-        if self._on_progress is not None and self.recorder.requests_in % 1000 == 0:
-            self._on_progress(self.env.now, self.recorder.requests_in)
+    def _dispatch(self, req: Request, released: float | None = None) -> None:
+        """Route a request; ``released`` is when it reached the fleet, if it was held."""
+        if released is None:
+            self.recorder.released(req, self.env.now)
+            self._outstanding += 1
+            if self._on_progress is not None and self.recorder.requests_in % 1000 == 0:
+                self._on_progress(self.env.now, self.recorder.requests_in)
         decision = self.router.route(RequestView.of(req), self.view())
+        if decision.replica is None and self._hold(req, released):
+            return
         if decision.replica is None:
-            self.recorder.rejected(req, self.env.now, decision.reject_reason or "rejected")
+            at = self.env.now if released is None else released
+            self.recorder.rejected(req, at, decision.reject_reason or "rejected")
             self._completed(req.id, req.session_id is not None)
             return
         replica = self.replicas.get(decision.replica)
         if replica is None:
             raise RuntimeError(f"router chose unknown replica {decision.replica!r}")
-        replica.submit(req)
+        self.pools[replica.pool].routed += 1
+        replica.submit(req, self.env.now if released is None else released)
+
+    def _hold(self, req: Request, released: float | None) -> bool:
+        """No replica is ready: hold the request while one starts (starting one from zero
+        if its pool may scale), as Ray Serve queues requests at the handle."""
+        if self.autoscaler is None:
+            return False
+        starting = [r for p in self.pools.values() for r in p.replicas if r.state == "starting"]
+        if not starting:
+            pool = next(
+                (
+                    p
+                    for p in self.pools.values()
+                    if p.spec.role == "mixed" and (p.spec.max_replicas or 0) > len(p.live)
+                ),
+                None,
+            )
+            if pool is None:
+                return False
+            self._scale_to(pool, len(pool.live) + 1)
+        self._held.append((req, self.env.now if released is None else released))
+        return True
 
     def _finished(self, seq: Seq, replica: Replica) -> None:
         outcome = self.recorder.finished(seq, replica, self.env.now)
@@ -147,26 +259,29 @@ class Simulation:
         self._completed(seq.req.id, seq.req.session_id is not None)
 
     def _completed(self, rid: int, session: bool) -> None:
+        self._outstanding -= 1
         child = self._children.pop(rid, None)
         if child is not None:
             self.env.process(self._release(child, self.env.now + child.think_s))
         elif session:  # only requests in a session (or a closed-loop user) have followers
             self._done_at[rid] = self.env.now
 
+    def _pool_view(self, p: Pool, lo: int = 0, hi: int = 0) -> PoolView:
+        return PoolView(
+            name=p.spec.name,
+            role=p.spec.role,
+            model=p.spec.model,
+            gpu=p.spec.gpu,
+            replicas=tuple(r.view() for r in p.replicas if r.state != "retired"),
+            price_per_replica_hour=p.price_per_replica_hour,
+            min_replicas=lo,
+            max_replicas=hi,
+            target_replicas=p.target,
+        )
+
     def view(self) -> FleetView:
         return FleetView(
-            pools=tuple(
-                PoolView(
-                    name=name,
-                    role=p.spec.role,
-                    model=p.spec.model,
-                    gpu=p.spec.gpu,
-                    replicas=tuple(r.view() for r in p.replicas),
-                    price_per_replica_hour=p.price_per_replica_hour,
-                )
-                for name, p in self.pools.items()
-            ),
-            now=self.env.now,
+            pools=tuple(self._pool_view(p) for p in self.pools.values()), now=self.env.now
         )
 
 

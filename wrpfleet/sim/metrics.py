@@ -31,6 +31,7 @@ class Recorder:
         self.requests_in = 0
         self.end_s = 0.0
         self.replica_rows: list[dict[str, Any]] = []
+        self.scale_events: list[tuple] = []
 
     def released(self, req: Request, now: float) -> None:
         self.requests_in += 1
@@ -89,21 +90,26 @@ class Recorder:
         self.end_s = end
         for name, pool in sim.pools.items():
             for r in pool.replicas:
-                idle_s = max(0.0, end - r.stats.busy_s)
+                held = (r.retired if r.retired is not None else end) - r.born
+                idle_s = max(0.0, held - r.stats.busy_s)  # starting counts as idle power
                 self.replica_rows.append(
                     {
                         "replica": r.name,
                         "pool": name,
                         "gpus": pool.spec.tp,
+                        "born_s": r.born,
+                        "retired_s": r.retired,
+                        "held_s": held,
                         "busy_s": r.stats.busy_s,
                         "steps": r.stats.steps,
                         "events": r.stats.events,
                         "active_energy_j": r.stats.active_energy_j,
                         "idle_energy_j": idle_s * pool.perf.idle_power_w,
-                        "cost_usd": pool.price_per_replica_hour * end / 3600,
+                        "cost_usd": pool.price_per_replica_hour * held / 3600,
                         "unfinished": len(r.running) + len(r.waiting),
                     }
                 )
+        self.scale_events = list(sim.scale_log)
 
     # ------------------------------------------------------------------ outputs
 
@@ -156,9 +162,9 @@ class Recorder:
         out["throughput_tok_s"] = output_tokens / span
         out["throughput_req_s"] = completed / span
         out["goodput_req_s"] = float(met.sum()) / span
-        gpus = int(reps["gpus"].sum()) if len(reps) else 0
-        out["gpus"] = gpus
-        out["gpu_hours"] = gpus * self.end_s / 3600
+        out["gpus"] = int(reps["gpus"].sum()) if len(reps) else 0  # every GPU ever held
+        out["gpu_hours"] = float((reps["gpus"] * reps["held_s"]).sum()) / 3600 if len(reps) else 0.0
+        out["scale_events"] = len(self.scale_events)
         out["cost_usd"] = float(reps["cost_usd"].sum()) if len(reps) else 0.0
         active = float(reps["active_energy_j"].sum()) if len(reps) else 0.0
         idle = float(reps["idle_energy_j"].sum()) if len(reps) else 0.0
