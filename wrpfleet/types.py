@@ -130,11 +130,15 @@ class FleetView:
 
 @dataclass(frozen=True, slots=True)
 class RouteDecision:
-    """Where a request goes: a pool and a replica, or a rejection with its reason."""
+    """Where a request goes: a pool and a replica, or a rejection with its reason. For
+    disaggregated pools, ``prefill_replica`` computes the prompt and ``replica`` (of a
+    decode pool) receives its KV cache and generates the answer."""
 
     pool: str | None
     replica: str | None
     reject_reason: str | None = None
+    prefill_pool: str | None = None
+    prefill_replica: str | None = None
 
     @classmethod
     def reject(cls, reason: str) -> RouteDecision:

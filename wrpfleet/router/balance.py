@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from wrpfleet.router.base import candidates, register
-from wrpfleet.types import FleetView, RequestView, RouteDecision
+from wrpfleet.router.base import candidates, disaggregated, register
+from wrpfleet.types import FleetView, ReplicaView, RequestView, RouteDecision
 
 
 @register("round_robin")
@@ -12,14 +12,22 @@ class RoundRobin:
 
     def __init__(self) -> None:
         self._next = 0
+        self._next_prefill = 0
 
     def route(self, request: RequestView, fleet: FleetView) -> RouteDecision:
         ready = candidates(fleet)
-        if not ready:
+        if ready:
+            r = ready[self._next % len(ready)]
+            self._next += 1
+            return RouteDecision(r.pool, r.id)
+        prefill, decode = disaggregated(fleet)
+        if not (prefill and decode):
             return RouteDecision.reject("no ready replica")
-        r = ready[self._next % len(ready)]
+        p = prefill[self._next_prefill % len(prefill)]
+        d = decode[self._next % len(decode)]
+        self._next_prefill += 1
         self._next += 1
-        return RouteDecision(r.pool, r.id)
+        return RouteDecision(d.pool, d.id, prefill_pool=p.pool, prefill_replica=p.id)
 
 
 @register("least_requests")
@@ -28,8 +36,15 @@ class LeastRequests:
     the least KV usage, then to fleet order."""
 
     def route(self, request: RequestView, fleet: FleetView) -> RouteDecision:
+        def least(replicas: list[ReplicaView]) -> ReplicaView:
+            return min(replicas, key=lambda r: (r.outstanding, r.kv_usage))
+
         ready = candidates(fleet)
-        if not ready:
+        if ready:
+            r = least(ready)
+            return RouteDecision(r.pool, r.id)
+        prefill, decode = disaggregated(fleet)
+        if not (prefill and decode):
             return RouteDecision.reject("no ready replica")
-        r = min(ready, key=lambda r: (r.outstanding, r.kv_usage))
-        return RouteDecision(r.pool, r.id)
+        p, d = least(prefill), least(decode)
+        return RouteDecision(d.pool, d.id, prefill_pool=p.pool, prefill_replica=p.id)

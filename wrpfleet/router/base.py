@@ -46,3 +46,11 @@ def build_router(policy: str, params: dict[str, Any] | None = None) -> Router:
 def candidates(fleet: FleetView) -> list[ReplicaView]:
     """Ready replicas that serve whole requests (pools of role ``mixed``), in fleet order."""
     return [r for p in fleet.pools if p.role == "mixed" for r in p.replicas if r.state == "ready"]
+
+
+def disaggregated(fleet: FleetView) -> tuple[list[ReplicaView], list[ReplicaView]]:
+    """Ready replicas of the prefill pools and of the decode pools."""
+    ready = [(p.role, r) for p in fleet.pools for r in p.replicas if r.state == "ready"]
+    return [r for role, r in ready if role == "prefill"], [
+        r for role, r in ready if role == "decode"
+    ]

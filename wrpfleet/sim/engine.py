@@ -52,6 +52,8 @@ class Seq:
     cached_tokens: int = 0
     energy_j: float = 0.0
     rejected: str | None = None
+    handoff: Callable[[Seq], None] | None = None  # prefill only: hand the KV on when done
+    prefilled_on: str | None = None  # the prefill replica, for disaggregated serving
 
     @property
     def held(self) -> int:
@@ -111,6 +113,7 @@ class Replica:
         self._version = 0  # bumped on every change of state a view shows
         self._view_key: tuple[int, int] | None = None
         self._view: ReplicaView | None = None
+        self._freed: simpy.Event | None = None
         self.process = env.process(self._run())
 
     # ------------------------------------------------------------------ interface
@@ -249,7 +252,7 @@ class Replica:
             s = self.waiting[0]
             if s.computed == 0:
                 self._lookup_prefix(s)
-            n = s.prompt_len - s.computed
+            n = s.prompt_len - s.computed if s.prefilling else 1  # 1: KV received, decode
             if n > budget:
                 if not spec.enable_chunked_prefill:
                     break
@@ -329,6 +332,12 @@ class Replica:
                 if s.first_token is None:
                     s.first_token = now
                 self._publish(s)
+                if s.handoff is not None and s.req.output_tokens > 1:
+                    s.generated += 1
+                    self.running.remove(s)  # its KV stays here until the transfer ends
+                    self._version += 1
+                    s.handoff(s)
+                    continue
             s.generated += 1
             if s.generated >= s.req.output_tokens:
                 self._finish(s)
@@ -353,7 +362,61 @@ class Replica:
         s.finished = self.env.now
         self._tokens -= s.req.input_tokens + s.req.output_tokens
         self._version += 1
+        self._blocks_freed()
         self.on_finish(s, self)
+
+    def release(self, s: Seq) -> None:
+        """A handed-off sequence's KV has been transferred: free it here."""
+        self.kv.unpin(s.pinned)
+        self.kv.release(s.blocks)
+        s.blocks = s.pinned_blocks = 0
+        s.pinned = ()
+        self._tokens -= s.req.input_tokens + s.req.output_tokens
+        self._version += 1
+        self._blocks_freed()
+
+    def blocks_freed(self) -> simpy.Event:
+        """An event that fires the next time this replica frees KV blocks."""
+        if self._freed is None or self._freed.triggered:
+            self._freed = self.env.event()
+        return self._freed
+
+    def _blocks_freed(self) -> None:
+        if self._freed is not None and not self._freed.triggered:
+            self._freed.succeed()
+
+    def reserve(self, prefilled: Seq) -> Seq | None:
+        """Decode side: blocks for a prefilled sequence's KV, taken now so the transfer
+        can land; None when they are not free yet."""
+        kv = self.kv
+        need = kv.blocks_for(prefilled.computed)
+        if self.state != "ready" or not kv.allocate(need):
+            return None
+        s = Seq(
+            prefilled.req,
+            prefilled.arrived,
+            prefilled.prompt_len,
+            computed=prefilled.computed,
+            generated=prefilled.generated,
+            blocks=need,
+            prefilling=False,
+            scheduled=prefilled.scheduled,
+            first_token=prefilled.first_token,
+            preemptions=prefilled.preemptions,
+            cached_tokens=prefilled.cached_tokens,
+            energy_j=prefilled.energy_j,
+            prefilled_on=prefilled.prefilled_on,
+        )
+        self._tokens += s.req.input_tokens + s.req.output_tokens
+        self._version += 1
+        return s
+
+    def receive(self, s: Seq) -> None:
+        """Decode side: the KV has landed; the sequence waits for a decode slot."""
+        self.waiting.append(s)
+        self._version += 1
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
 
     def _publish_answer(self, s: Seq) -> None:
         """Cache the answer's full blocks for the next turn, as vLLM caches generated

@@ -88,11 +88,6 @@ class Simulation:
         self.replicas: dict[str, Replica] = {}
         self.fast = fast
         for spec in scenario.pools:
-            if spec.role != "mixed":
-                raise InputError(
-                    "disaggregated prefill/decode pools are not simulated yet",
-                    field=f"pools.{spec.name}.role",
-                )
             gpu, model = gpu_spec(spec.gpu), model_spec(spec.model)
             constants = Constants.fitted(spec.engine.calibration)
             perf = PerfModel(gpu, model, spec.tp, spec.dtype, constants)
@@ -227,8 +222,28 @@ class Simulation:
         replica = self.replicas.get(decision.replica)
         if replica is None:
             raise RuntimeError(f"router chose unknown replica {decision.replica!r}")
+        at = self.env.now if released is None else released
+        if decision.prefill_replica is not None:
+            prefill = self.replicas[decision.prefill_replica]
+            self.pools[prefill.pool].routed += 1
+            seq = prefill.submit(req, at)
+            seq.prefilled_on = prefill.name
+            seq.handoff = lambda s, p=prefill, d=replica: self.env.process(self._transfer(s, p, d))
+            return
         self.pools[replica.pool].routed += 1
-        replica.submit(req, self.env.now if released is None else released)
+        replica.submit(req, at)
+
+    def _transfer(self, s: Seq, prefill: Replica, decode: Replica):
+        """Move a prefilled sequence's KV cache to its decode replica: blocks are taken at
+        the decode end first (waiting until some are free), held at both ends while the
+        bytes cross the link (latency + bytes / bandwidth), then freed at the prefill end."""
+        while (landed := decode.reserve(s)) is None:
+            yield decode.blocks_freed()
+        link = self.scenario.kv_link
+        size = prefill.perf.kv_bytes * s.computed
+        yield self.env.timeout(link.latency_s + size / (link.bandwidth_gb_s * 1e9))
+        prefill.release(s)
+        decode.receive(landed)
 
     def _hold(self, req: Request, released: float | None) -> bool:
         """No replica is ready: hold the request while one starts (starting one from zero

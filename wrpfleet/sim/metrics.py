@@ -68,6 +68,7 @@ class Recorder:
         c["pool"].append(replica.pool if replica else None)
         c["replica"].append(replica.name if replica else None)
         c["rejected"].append(reason)
+        c["prefill_replica"].append(seq.prefilled_on if seq is not None else None)
         if seq is None:
             for k in ("queue_s", "ttft_s", "tpot_s", "e2e_s", "energy_j"):
                 c[k].append(np.nan)
