@@ -111,7 +111,8 @@ class Replica:
         self._head_cached = False
         self._tokens = 0  # prompt + output tokens of every request here
         self._version = 0  # bumped on every change of state a view shows
-        self._view_key: tuple[int, int] | None = None
+        self._view_version = -1
+        self._view_until = 0.0
         self._view: ReplicaView | None = None
         self._freed: simpy.Event | None = None
         self.process = env.process(self._run())
@@ -164,27 +165,31 @@ class Replica:
             self._wake.succeed()
 
     def view(self) -> ReplicaView:
-        """The replica's state now. Rebuilt only when the state changed since the last
-        view: a router asks for every replica's view on every request."""
-        done = -1
-        if self._phase is not None:
-            done = int(np.searchsorted(self._phase.ends, self.env.now, side="right"))
-        key = (self._version, done)
-        if key != self._view_key:
-            used = self.kv.used
+        """The replica's state now. Rebuilt only when it changed: a router asks for every
+        replica's view on every request. Inside a fast phase the view also changes
+        at each step boundary (KV blocks grow), so it is valid until the next one."""
+        now = self.env.now
+        if self._version == self._view_version and now < self._view_until:
+            return self._view
+        used, until = self.kv.used, float("inf")
+        p = self._phase
+        if p is not None:
+            done = int(np.searchsorted(p.ends, now, side="right"))
             if done > 0:  # the step in progress has its blocks already
-                used += self._new_blocks(self._phase.computed, self._phase.held, done)
-            self._view = ReplicaView(
-                id=self.name,
-                pool=self.pool,
-                state=self.state,
-                running=len(self.running),
-                waiting=len(self.waiting),
-                tokens_in_flight=self._tokens,
-                kv_used_blocks=used,
-                kv_total_blocks=self.kv.total,
-            )
-            self._view_key = key
+                used += self._new_blocks(p.computed, p.held, done)
+            if done < len(p.ends):
+                until = float(p.ends[done])
+        self._view = ReplicaView(
+            id=self.name,
+            pool=self.pool,
+            state=self.state,
+            running=len(self.running),
+            waiting=len(self.waiting),
+            tokens_in_flight=self._tokens,
+            kv_used_blocks=used,
+            kv_total_blocks=self.kv.total,
+        )
+        self._view_version, self._view_until = self._version, until
         return self._view
 
     # ------------------------------------------------------------------ the loop
