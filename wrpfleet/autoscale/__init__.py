@@ -7,9 +7,10 @@ Serve's custom autoscaling-policy hook calls the same object.
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Protocol
 
 from wrpfleet.errors import InputError
+from wrpfleet.registry import Registry
 from wrpfleet.types import PoolMetrics, PoolView, ScaleDecision
 
 
@@ -17,30 +18,9 @@ class Autoscaler(Protocol):
     def decide(self, pool: PoolView, metrics: PoolMetrics, now: float) -> ScaleDecision: ...
 
 
-AUTOSCALERS: dict[str, type] = {}
-
-
-def register(name: str):
-    def deco(cls: type) -> type:
-        AUTOSCALERS[name] = cls
-        cls.name = name
-        return cls
-
-    return deco
-
-
-def build_autoscaler(policy: str, params: dict[str, Any] | None = None) -> Autoscaler:
-    if policy not in AUTOSCALERS:
-        raise InputError(
-            f"unknown autoscaler {policy!r}; available: {', '.join(sorted(AUTOSCALERS))}",
-            field="autoscaler",
-        )
-    try:
-        return AUTOSCALERS[policy](**(params or {}))
-    except TypeError as e:
-        raise InputError(
-            f"bad parameters for autoscaler {policy!r}: {e}", field="autoscaler"
-        ) from None
+AUTOSCALERS: Registry[Autoscaler] = Registry("autoscaler")
+register = AUTOSCALERS.register
+build_autoscaler = AUTOSCALERS.build
 
 
 def clamp(pool: PoolView, target: int) -> int:

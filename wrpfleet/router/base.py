@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from wrpfleet.errors import InputError
+from wrpfleet.registry import Registry
 from wrpfleet.types import FleetView, Outcome, ReplicaView, RequestView, RouteDecision
 
 
@@ -19,28 +19,9 @@ class Observer(Protocol):
     def observe(self, outcome: Outcome) -> None: ...
 
 
-ROUTERS: dict[str, type] = {}
-
-
-def register(name: str):
-    def deco(cls: type) -> type:
-        ROUTERS[name] = cls
-        cls.name = name
-        return cls
-
-    return deco
-
-
-def build_router(policy: str, params: dict[str, Any] | None = None) -> Router:
-    """A router from its YAML name and parameters; unknown names and parameters are errors."""
-    if policy not in ROUTERS:
-        raise InputError(
-            f"unknown router {policy!r}; available: {', '.join(sorted(ROUTERS))}", field="router"
-        )
-    try:
-        return ROUTERS[policy](**(params or {}))
-    except TypeError as e:
-        raise InputError(f"bad parameters for router {policy!r}: {e}", field="router") from None
+ROUTERS: Registry[Router] = Registry("router")
+register = ROUTERS.register
+build_router = ROUTERS.build
 
 
 def candidates(fleet: FleetView) -> list[ReplicaView]:
