@@ -259,3 +259,12 @@ def test_every_problem_at_once_sorted_by_line(write):
         "7: durration_s: unknown key 'durration_s' (did you mean 'duration_s'?); allowed: "
         "arrival, block_tokens, classes, description, duration_s, kind, name, num_requests, seed",
     ]
+
+
+def test_unknown_router_or_autoscaler_is_located(write):
+    path = write("s.yaml", QUICK.replace("router: least_requests", "router: fastest"))
+    with pytest.raises(InputError, match=r"s.yaml:10: router: unknown router 'fastest'"):
+        load_scenario(path)
+    path = write("t.yaml", QUICK + "autoscaler: {policy: target_ongoing, params: {target: -1}}\n")
+    with pytest.raises(InputError, match=r"t.yaml:12: autoscaler: target must be > 0"):
+        load_scenario(path)

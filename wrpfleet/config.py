@@ -17,8 +17,11 @@ from typing import Any, Literal
 from pydantic import Field, NonNegativeInt, PositiveFloat, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from wrpfleet.autoscale import AUTOSCALERS
 from wrpfleet.errors import InputError
 from wrpfleet.pool.spec import FleetSpec, LinkSpec, PoolSpec
+from wrpfleet.registry import Registry
+from wrpfleet.router import ROUTERS
 from wrpfleet.schema import Spec, load_yaml_spec, read_yaml, validate
 from wrpfleet.types import Request
 from wrpfleet.workload import YAML_SUFFIXES, Workload, load_workload
@@ -108,6 +111,14 @@ def _targets(data: Any, allow_classes: bool = False) -> Any:
     return out
 
 
+def _buildable(registry: Registry, policy: str, params: dict[str, Any]) -> None:
+    """A policy name and parameters its class accepts, checked when the file is read."""
+    try:
+        registry.build(policy, params)
+    except InputError as e:
+        raise ValueError(e.message) from None
+
+
 class RouterSpec(Spec):
     """A routing policy by name, with its parameters (``router: least_requests`` for short)."""
 
@@ -118,6 +129,11 @@ class RouterSpec(Spec):
     @classmethod
     def _short(cls, data: Any) -> Any:
         return {"policy": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _known(self) -> RouterSpec:
+        _buildable(ROUTERS, self.policy, self.params)
+        return self
 
 
 class AutoscalerSpec(Spec):
@@ -131,6 +147,11 @@ class AutoscalerSpec(Spec):
     @classmethod
     def _short(cls, data: Any) -> Any:
         return {"policy": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _known(self) -> AutoscalerSpec:
+        _buildable(AUTOSCALERS, self.policy, self.params)
+        return self
 
 
 class Outputs(Spec):
