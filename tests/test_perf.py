@@ -89,3 +89,13 @@ def test_a_model_that_does_not_fit_is_a_clear_error():
     )
     with pytest.raises(InputError, match=r"Llama-3.1-70B does not fit: 141.1 GB of weights"):
         Simulation(s)
+
+
+def test_shipped_constants_are_the_fit_of_the_calibration_data():
+    """Refitting the data gives the shipped constants: fitted.json cannot drift."""
+    from wrpfleet.pool.fit import fit
+
+    for stack, (name, read) in STACKS.items():
+        rows = read(SHARED / "calibration" / name)
+        refit, shipped = fit(rows), Constants.fitted(stack)
+        assert errors(rows, refit) == pytest.approx(errors(rows, shipped), rel=1e-4)

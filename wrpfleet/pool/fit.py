@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import sys
@@ -38,7 +39,7 @@ LMARENA_INPUT_TOKENS = 256
 """Assumed mean prompt length of ML.ENERGY's LM Arena chat requests (the data set
 reports output lengths only); short chat prompts, documented in the README."""
 
-GLOBAL_TIME = ("overlap_p", "step_overhead_s", "seq_overhead_s", "allreduce_latency_s")
+GLOBAL_TIME = ("overlap_p", "step_overhead_s", "seq_overhead_s")
 PER_GPU_TIME = ("compute_eff", "memory_eff")
 PER_GPU_POWER = ("power_floor", "power_compute", "power_memory")
 BOUNDS = {
@@ -145,44 +146,63 @@ def steady_batch(
     )
 
 
+@functools.cache
+def _median_admissions(batch: float, output_tokens: float) -> float:
+    """Prompts admitted per step are Poisson: the median step has the median count."""
+    return float(scipy.stats.poisson(batch / output_tokens).median())
+
+
+def predict_many(rows: list[Row], c: Constants) -> list[dict[str, float]]:
+    """Predicted figures of each row: one vectorised PerfModel per (model, GPU, TP)."""
+    out: list[dict[str, float]] = [{} for _ in rows]
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault((r.source, r.model, r.gpu, r.tp), []).append(i)
+    for (source, model, gpu, tp), idx in groups.items():
+        perf = PerfModel(gpu_spec(gpu), model_spec(model), tp, "bf16", c)
+        rs = [rows[i] for i in idx]
+        batch = np.array([r.batch for r in rs])
+        prompt = np.array([r.input_tokens for r in rs])
+        answer = np.array([r.output_tokens for r in rs])
+        if source == "mlenergy":
+            mean = steady_batch(batch, prompt, answer)
+            t = perf.iteration_time(mean)
+            typical = np.array([_median_admissions(r.batch, r.output_tokens) for r in rs])
+            itl = perf.iteration_time(steady_batch(batch, prompt, answer, typical))
+            power = perf.power_w(mean, t)
+            figures = {"throughput": batch / t, "itl_s": itl, "power_w": power}
+        else:
+            prefill = Batch(
+                prefill_tokens=batch * prompt,
+                prefill_seqs=batch,
+                prefill_attn=batch * prompt * (prompt + 1) / 2,
+            )
+            decode = Batch(decode_seqs=batch, decode_ctx=batch * (prompt + answer / 2))
+            figures = {
+                "prompt_s": perf.iteration_time(prefill),
+                "token_s": perf.iteration_time(decode),
+            }
+        for k, i in enumerate(idx):
+            out[i] = {
+                name: float(np.broadcast_to(v, batch.shape)[k]) for name, v in figures.items()
+            }
+    return out
+
+
 def predict(row: Row, c: Constants) -> dict[str, float]:
-    perf = PerfModel(gpu_spec(row.gpu), model_spec(row.model), row.tp, "bf16", c)
-    if row.source == "mlenergy":
-        mean = steady_batch(row.batch, row.input_tokens, row.output_tokens)
-        t = float(perf.iteration_time(mean))
-        # Prompts admitted per step are Poisson: the median step has the median count.
-        typical = scipy.stats.poisson(row.batch / row.output_tokens).median()
-        median = steady_batch(row.batch, row.input_tokens, row.output_tokens, typical)
-        return {
-            "throughput": row.batch / t,
-            "itl_s": float(perf.iteration_time(median)),
-            "power_w": float(perf.power_w(mean, t)),
-        }
-    prompt = Batch(
-        prefill_tokens=row.batch * row.input_tokens,
-        prefill_seqs=row.batch,
-        prefill_attn=row.batch * row.input_tokens * (row.input_tokens + 1) / 2,
-    )
-    decode = Batch(
-        decode_seqs=row.batch,
-        decode_ctx=row.batch * (row.input_tokens + row.output_tokens / 2),
-    )
-    return {
-        "prompt_s": float(perf.iteration_time(prompt)),
-        "token_s": float(perf.iteration_time(decode)),
-    }
+    return predict_many([row], c)[0]
 
 
-def _targets(rows: list[Row], names: tuple[str, ...]) -> list[tuple[Row, str, float, float]]:
-    """(row, figure, measured, weight): each (source, figure) pair weighs the same."""
+def _targets(rows: list[Row], names: tuple[str, ...]) -> list[tuple[int, str, float, float]]:
+    """(row index, figure, measured, weight): each (source, figure) pair weighs the same."""
     counts: dict[tuple[str, str], int] = {}
     for r in rows:
         for n in names:
             if getattr(r, n) is not None:
                 counts[(r.source, n)] = counts.get((r.source, n), 0) + 1
     return [
-        (r, n, getattr(r, n), 1 / math.sqrt(counts[(r.source, n)]))
-        for r in rows
+        (i, n, getattr(r, n), 1 / math.sqrt(counts[(r.source, n)]))
+        for i, r in enumerate(rows)
         for n in names
         if getattr(r, n) is not None
     ]
@@ -205,9 +225,9 @@ def _solve(rows: list[Row], names: tuple[str, ...], params: list[Param], base: C
     x0 = np.clip(start, lower, upper)
 
     def residuals(x: np.ndarray) -> np.ndarray:
-        c = _with(base, params, x)
+        predicted = predict_many(rows, _with(base, params, x))
         return np.array(
-            [w * math.log(predict(row, c)[name] / measured) for row, name, measured, w in targets]
+            [w * math.log(predicted[i][name] / measured) for i, name, measured, w in targets]
         )
 
     solution = least_squares(residuals, x0, bounds=(lower, upper), x_scale="jac")
@@ -221,8 +241,12 @@ def fit(rows: list[Row]) -> Constants:
     reference = "H100-SXM" if "H100-SXM" in gpus else gpus[0]
     base = Constants(reference_gpu=reference)
     time_params: list[Param] = [(n, None) for n in GLOBAL_TIME]
+    # Tensor-parallel constants only where the rows can identify them; otherwise they
+    # keep their defaults (a model held out of a fold may be the only one with TP).
+    if any(r.tp > 1 for r in rows):
+        time_params.append(("allreduce_latency_s", None))
     if any(len({r.tp for r in rows if r.model == m}) > 1 for m in {r.model for r in rows}):
-        time_params.append(("link_eff", None))  # identifiable only across TP degrees
+        time_params.append(("link_eff", None))
     time_params += [(n, g) for g in gpus for n in PER_GPU_TIME]
     c = _solve(rows, ("throughput", "itl_s", "prompt_s", "token_s"), time_params, base)
     powered = sorted({r.gpu for r in rows if r.power_w is not None})
@@ -234,8 +258,8 @@ def fit(rows: list[Row]) -> Constants:
 def errors(rows: list[Row], c: Constants) -> dict[str, float]:
     """Mean absolute percentage error of each figure, as fractions."""
     errs: dict[str, list[float]] = {}
-    for r in rows:
-        for name, value in predict(r, c).items():
+    for r, predicted in zip(rows, predict_many(rows, c), strict=True):
+        for name, value in predicted.items():
             measured = getattr(r, name)
             errs.setdefault(name, []).append(abs(value / measured - 1))
     return {name: float(np.mean(v)) for name, v in errs.items()}
