@@ -134,9 +134,22 @@ class PerfModel:
         return weights + kv
 
     def iteration_time(self, b: Batch) -> Num:
+        return self._time(b, self.flops(b), self.bytes(b))
+
+    def power_w(self, b: Batch, t: Num) -> Num:
+        """Average power of the whole replica (all its GPUs) over a step of ``t`` s."""
+        return self._power(self.flops(b), self.bytes(b), t)
+
+    def step(self, b: Batch) -> tuple[Num, Num]:
+        """(time, average power) of a step: what the engine needs, FLOPs and bytes once."""
+        flops, moved = self.flops(b), self.bytes(b)
+        t = self._time(b, flops, moved)
+        return t, self._power(flops, moved, t)
+
+    def _time(self, b: Batch, flops: Num, moved: Num) -> Num:
         c = self.c
-        compute = self.flops(b) / self._flops_s
-        memory = self.bytes(b) / self._bytes_s
+        compute = flops / self._flops_s
+        memory = moved / self._bytes_s
         p = c.overlap_p
         gpu = (compute**p + memory**p) ** (1 / p)
         tokens = b.prefill_tokens + b.decode_seqs
@@ -144,11 +157,10 @@ class PerfModel:
         seqs = b.prefill_seqs + b.decode_seqs
         return gpu + comm + c.step_overhead_s + c.seq_overhead_s * seqs
 
-    def power_w(self, b: Batch, t: Num) -> Num:
-        """Average power of the whole replica (all its GPUs) over a step of ``t`` s."""
+    def _power(self, flops: Num, moved: Num, t: Num) -> Num:
         c, g = self.c, self.gpu
-        util_c = self.flops(b) / (t * self.peak_flops)
-        util_m = self.bytes(b) / (t * self.peak_bytes)
+        util_c = flops / (t * self.peak_flops)
+        util_m = moved / (t * self.peak_bytes)
         load = np.minimum(1.0, c.power_floor + c.power_compute * util_c + c.power_memory * util_m)
         return self.tp * (g.idle_w + (g.tdp_w - g.idle_w) * load)
 

@@ -222,8 +222,9 @@ class Replica:
             if stable:
                 yield from self._advance_stable()
                 continue
-            t = float(self.perf.iteration_time(batch))
-            energy = float(self.perf.power_w(batch, t)) * t
+            t, power = self.perf.step(batch)
+            t = float(t)
+            energy = float(power) * t
             self.stats.events += 1
             self._sample(energy / t)
             yield env.timeout(t)
@@ -491,8 +492,9 @@ class Replica:
         b = len(seqs)
         ctx = float(computed.sum() + b) + b * np.arange(steps, dtype=float)
         batch = Batch(decode_seqs=b, decode_ctx=ctx)
-        times = np.asarray(self.perf.iteration_time(batch), dtype=float) * np.ones(steps)
-        energy = np.asarray(self.perf.power_w(batch, times), dtype=float) * times
+        times, power = self.perf.step(batch)
+        times = np.broadcast_to(np.asarray(times, dtype=float), (steps,))
+        energy = np.broadcast_to(np.asarray(power, dtype=float), (steps,)) * times
         ends = env.now + np.cumsum(times)
         self._phase = _Phase(seqs, env.now, ends, energy, computed, held)
         self.stats.events += 1
