@@ -95,6 +95,9 @@ def test_scales_up_under_load_and_drains_after_it():
     for _, r in reps[reps["born_s"] > 0].iterrows():
         if r["replica"] in first:
             assert first[r["replica"]] >= r["born_s"] + 20 - 1e-9
+    # The timeline shows each replica's life: started, ready, drained, retired.
+    states = set(result.timeline["state"])
+    assert {"starting", "ready", "draining", "retired"} <= states
     # Energy still adds up with replicas coming and going.
     total = s["energy_kwh"] * 3.6e6
     assert df["energy_j"].sum() + reps["idle_energy_j"].sum() == pytest.approx(total, rel=1e-9)

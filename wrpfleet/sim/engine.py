@@ -161,6 +161,7 @@ class Replica:
         """The fleet starts, readies and drains replicas; a drained one retires when idle."""
         self.state = state
         self._version += 1
+        self._sample(self.perf.idle_power_w, force=True)
         if state == "draining" and self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
@@ -202,6 +203,7 @@ class Replica:
                 if self.state == "draining":
                     self.state, self.retired = "retired", env.now
                     self._version += 1
+                    self._sample(0.0, force=True)
                     return
                 self._wake = env.event()
                 yield self._wake
@@ -464,7 +466,17 @@ class Replica:
         rows = st.timeline
         if force or not rows or now - rows[-1][0] >= TIMELINE_S:
             energy = st.active_energy_j + (now - st.busy_s) * self.perf.idle_power_w
-            rows.append((now, len(self.running), len(self.waiting), self.kv.used, power_w, energy))
+            rows.append(
+                (
+                    now,
+                    self.state,
+                    len(self.running),
+                    len(self.waiting),
+                    self.kv.used,
+                    power_w,
+                    energy,
+                )
+            )
 
     def _account(self, t: float, energy: float, batch: Batch) -> None:
         st = self.stats

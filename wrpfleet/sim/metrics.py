@@ -118,14 +118,22 @@ class Recorder:
         return pd.DataFrame(self.cols)
 
     def timeline(self, sim: Simulation) -> pd.DataFrame:
-        """Per replica, sampled: running and waiting requests, KV blocks used, power and
-        the energy used so far (active and idle)."""
+        """Per replica, sampled: state, running and waiting requests, KV blocks used,
+        power and the energy used so far (active and idle)."""
         frames = []
         for name, pool in sim.pools.items():
             for r in pool.replicas:
                 df = pd.DataFrame(
                     r.stats.timeline,
-                    columns=["t_s", "running", "waiting", "kv_used", "power_w", "energy_j"],
+                    columns=[
+                        "t_s",
+                        "state",
+                        "running",
+                        "waiting",
+                        "kv_used",
+                        "power_w",
+                        "energy_j",
+                    ],
                 )
                 df["kv_usage"] = df["kv_used"] / r.kv.total
                 df["replica"], df["pool"] = r.name, name
