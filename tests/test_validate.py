@@ -87,3 +87,22 @@ def test_splitwise_prompt_and_token_times(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     run = wrpfleet("validate", "mlenergy", tmp_path / "none.csv")
     assert run.returncode == 2 and "file not found" in run.stderr
+
+
+def test_bad_calibration_csv_names_file_line_and_column(tmp_path):
+    header, rows = rows_of(MLENERGY, lambda r: r["max_num_seqs"] == "64")
+    path = tmp_path / "bad.csv"
+    write(path, header, [rows[0], dict(rows[1], avg_power_watts="lots")])
+    run = wrpfleet("validate", "mlenergy", path)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert f"{path}:3: avg_power_watts: not a number: 'lots'" in run.stderr
+    write(path, header, [dict(rows[0], model_id="acme/Llama-9-1T")])
+    run = wrpfleet("validate", "mlenergy", path)
+    assert run.returncode == 2 and f"{path}:2: model_id: unknown model" in run.stderr
+    write(
+        path,
+        [h for h in header if h != "median_itl_ms"],
+        [{k: v for k, v in rows[0].items() if k != "median_itl_ms"}],
+    )
+    run = wrpfleet("validate", "mlenergy", path)
+    assert run.returncode == 2 and "missing column(s): median_itl_ms" in run.stderr

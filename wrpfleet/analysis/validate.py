@@ -56,10 +56,9 @@ def mlenergy(
     path: Path, on_row: Callable[[int, int], None] | None = None, limit: int | None = None
 ) -> dict[str, Any]:
     rows = read_mlenergy(Path(path))[:limit]
-    raw = _raw_rows(Path(path))[:limit]
     out = []
-    for i, (row, meas) in enumerate(zip(rows, raw, strict=True)):
-        seqs = int(meas["max_num_seqs"])
+    for i, row in enumerate(rows):
+        seqs = row.max_num_seqs
         scenario = _scenario(
             f"mlenergy-{i}",
             {"model": row.model, "gpu": row.gpu, "tp": row.tp, "engine": {"max_num_seqs": seqs}},
@@ -94,7 +93,7 @@ def mlenergy(
                 "throughput_sim": tput,
                 "power_measured": row.power_w,
                 "power_sim": power,
-                "energy_per_token_measured": float(meas["energy_per_token_joules"]),
+                "energy_per_token_measured": row.energy_per_token,
                 "energy_per_token_sim": power / tput,
                 "median_itl_measured": row.itl_s,
                 "median_itl_sim": itl,
@@ -104,13 +103,6 @@ def mlenergy(
             on_row(i + 1, len(rows))
     figures = ("throughput", "power", "energy_per_token", "median_itl")
     return {"rows": out, "mape": _mape(out, figures)}
-
-
-def _raw_rows(path: Path) -> list[dict[str, str]]:
-    import csv
-
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _steady(result: SimResult) -> tuple[float, float, float]:

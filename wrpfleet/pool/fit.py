@@ -23,6 +23,7 @@ import functools
 import json
 import math
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import numpy as np
 import scipy.stats
 from scipy.optimize import least_squares
 
+from wrpfleet.errors import InputError
 from wrpfleet.pool.catalog import gpu as gpu_spec
 from wrpfleet.pool.catalog import model as model_spec
 from wrpfleet.pool.perf import Batch, Constants, PerfModel
@@ -74,58 +76,122 @@ class Row:
     power_w: float | None = None  # all GPUs together
     prompt_s: float | None = None  # splitwise: prefill of the whole batch
     token_s: float | None = None  # splitwise: one decode step
+    max_num_seqs: int | None = None  # mlenergy: the engine's limit (batch is its average)
+    energy_per_token: float | None = None  # mlenergy: J per output token
+
+
+class _Cells:
+    """One CSV record whose conversions fail with the file, line and column."""
+
+    def __init__(self, path: Path, line: int, record: dict[str, str]) -> None:
+        self.path, self.line, self.record = path, line, record
+
+    def _fail(self, name: str, message: str) -> InputError:
+        return InputError(message, path=self.path, line=self.line, field=name)
+
+    def num(self, name: str, kind: type = float) -> Any:
+        try:
+            return kind(self.record[name])
+        except (TypeError, ValueError):
+            raise self._fail(name, f"not a number: {self.record[name]!r}") from None
+
+    def named(self, name: str, lookup: Any) -> str:
+        """A catalog name (model or GPU) for the column's value."""
+        try:
+            return lookup(self.record[name]).name
+        except InputError as e:
+            raise self._fail(name, e.message) from None
+
+
+def _records(path: Path, required: tuple[str, ...]) -> Iterator[_Cells]:
+    try:
+        f = open(path, newline="")  # noqa: SIM115 (closed by the with below)
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror or e}", path=path) from None
+    with f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(f"missing column(s): {', '.join(missing)}", path=path, line=1)
+        for record in reader:
+            yield _Cells(path, reader.line_num, record)
+
+
+MLENERGY_COLUMNS = (
+    "model_id",
+    "gpu_model",
+    "tensor_parallel",
+    "max_num_seqs",
+    "avg_batch_size",
+    "avg_output_len",
+    "output_throughput_tokens_per_sec",
+    "avg_power_watts",
+    "energy_per_token_joules",
+    "median_itl_ms",
+)
+SPLITWISE_COLUMNS = (
+    "model",
+    "hardware",
+    "tensor_parallel",
+    "prompt_size",
+    "batch_size",
+    "token_size",
+    "prompt_time",
+    "token_time",
+)
 
 
 def read_mlenergy(path: Path) -> list[Row]:
     rows = []
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            rows.append(
-                Row(
-                    "mlenergy",
-                    model_spec(r["model_id"]).name,
-                    gpu_spec(r["gpu_model"]).name,
-                    int(r["tensor_parallel"]),
-                    float(r["avg_batch_size"]),
-                    LMARENA_INPUT_TOKENS,
-                    float(r["avg_output_len"]),
-                    throughput=float(r["output_throughput_tokens_per_sec"]),
-                    itl_s=float(r["median_itl_ms"]) / 1e3,
-                    power_w=float(r["avg_power_watts"]),
-                )
+    for c in _records(Path(path), MLENERGY_COLUMNS):
+        rows.append(
+            Row(
+                "mlenergy",
+                c.named("model_id", model_spec),
+                c.named("gpu_model", gpu_spec),
+                c.num("tensor_parallel", int),
+                c.num("avg_batch_size"),
+                LMARENA_INPUT_TOKENS,
+                c.num("avg_output_len"),
+                throughput=c.num("output_throughput_tokens_per_sec"),
+                itl_s=c.num("median_itl_ms") / 1e3,
+                power_w=c.num("avg_power_watts"),
+                max_num_seqs=c.num("max_num_seqs", int),
+                energy_per_token=c.num("energy_per_token_joules"),
             )
+        )
     return rows
 
 
 def read_splitwise(path: Path) -> list[Row]:
     """One row per (model, GPU, TP, prompt size, batch size): repeats are averaged."""
-    groups: dict[tuple, list[dict[str, str]]] = {}
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            if r["hardware"] not in SPLITWISE_GPUS:
-                continue  # power-capped H100 rows measure a different machine
-            key = (
-                r["model"],
-                r["hardware"],
-                r["tensor_parallel"],
-                r["prompt_size"],
-                r["batch_size"],
-                r["token_size"],
-            )
-            groups.setdefault(key, []).append(r)
+    groups: dict[tuple, list[tuple[float, float]]] = {}
+    for c in _records(Path(path), SPLITWISE_COLUMNS):
+        if c.record["hardware"] not in SPLITWISE_GPUS:
+            continue  # power-capped H100 rows measure a different machine
+        key = (
+            c.named("model", model_spec),
+            SPLITWISE_GPUS[c.record["hardware"]],
+            c.num("tensor_parallel", int),
+            c.num("prompt_size"),
+            c.num("batch_size"),
+            c.num("token_size"),
+        )
+        groups.setdefault(key, []).append((c.num("prompt_time"), c.num("token_time")))
     rows = []
-    for (m, hw, tp, prompt, batch, tokens), rs in sorted(groups.items()):
+    for (model, gpu, tp, prompt, batch, tokens), times in sorted(groups.items()):
+        prompt_ms, token_ms = np.mean(times, axis=0)
         rows.append(
             Row(
                 "splitwise",
-                model_spec(m).name,
-                SPLITWISE_GPUS[hw],
-                int(tp),
-                float(batch),
-                float(prompt),
-                float(tokens),
-                prompt_s=float(np.mean([float(r["prompt_time"]) for r in rs])) / 1e3,
-                token_s=float(np.mean([float(r["token_time"]) for r in rs])) / 1e3,
+                model,
+                gpu,
+                tp,
+                batch,
+                prompt,
+                tokens,
+                prompt_s=float(prompt_ms) / 1e3,
+                token_s=float(token_ms) / 1e3,
             )
         )
     return rows
