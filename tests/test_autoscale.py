@@ -118,3 +118,14 @@ def test_cold_start_from_model_size():
         .model_copy(update={"model": "Llama-3.1-70B", "tp": 4, "cold_start_s": None})
     )
     assert cold_start_s(spec, p) == pytest.approx(30 + p.weight_bytes / (4 * 2e9))
+
+
+def test_fast_mode_equals_reference_while_scaling():
+    import pandas as pd
+
+    s = scenario(1, 1, 6, [[0, 20], [200, 1]])
+    fast, ref = simulate(s, fast=True), simulate(s, fast=False)
+    a = fast.requests.sort_values("id").reset_index(drop=True)
+    b = ref.requests.sort_values("id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b, rtol=1e-9)
+    assert fast.summary["gpu_hours"] == pytest.approx(ref.summary["gpu_hours"], rel=1e-9)
