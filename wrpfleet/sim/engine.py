@@ -357,13 +357,16 @@ class Replica:
                 self._finish(s)
 
     def _publish(self, s: Seq) -> None:
-        req, kv = s.req, self.kv
-        new = self._cacheable(req)[len(s.pinned) :]
-        bt = req.block_tokens
-        if new:
-            given = kv.publish(new, bt // kv.block_size)
+        """Share the prompt's blocks once its prefill is done."""
+        self._share(s, self._cacheable(s.req)[len(s.pinned) :])
+
+    def _share(self, s: Seq, ids: tuple[int, ...]) -> None:
+        """Turn the sequence's private blocks holding these content blocks into cached,
+        shared ones that it keeps pinned."""
+        if ids:
+            given = self.kv.publish(ids, s.req.block_tokens // self.kv.block_size)
             s.blocks -= given
-            s.pinned += new
+            s.pinned += ids
             s.pinned_blocks += given
 
     def _finish(self, s: Seq) -> None:
@@ -435,18 +438,13 @@ class Replica:
     def _publish_answer(self, s: Seq) -> None:
         """Cache the answer's full blocks for the next turn, as vLLM caches generated
         blocks: only when the whole prompt is cached, so the ids chain on."""
-        req, kv = s.req, self.kv
+        req = s.req
         prompt = self._cacheable(req)
         if not req.output_blocks or not prompt or len(s.pinned) != len(prompt):
             return
-        bt = req.block_tokens
-        n = min(len(req.output_blocks), s.computed // bt - len(prompt))
+        n = min(len(req.output_blocks), s.computed // req.block_tokens - len(prompt))
         if n > 0:
-            ids = req.output_blocks[:n]
-            given = kv.publish(ids, bt // kv.block_size)
-            s.blocks -= given
-            s.pinned += ids
-            s.pinned_blocks += given
+            self._share(s, req.output_blocks[:n])
 
     def _preempt(self, s: Seq) -> None:
         """Preemption by recompute: drop its KV, requeue it first, redo prompt + output."""
