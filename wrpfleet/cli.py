@@ -270,6 +270,8 @@ def _print_run(s: dict[str, Any]) -> None:
         + ("-" if jpt is None else f"{jpt:.2f} J/output token"),
     )
     table.add_row("prefix cache", f"{s['prefix_hit_rate']:.1%} of prompt tokens hit")
+    if s["scale_events"]:
+        table.add_row("autoscaling", f"{s['scale_events']} changes of a pool's target")
     table.add_row("simulated", f"{s['duration_s']:,.1f} s in {s['engine_events']:,} engine events")
     out.print(table)
 
