@@ -335,6 +335,22 @@ def test_batch_one_replica_is_an_mg1_queue():
     assert df["queue_s"].mean() == pytest.approx(wq, rel=0.10)
 
 
+def test_batch_one_replica_with_long_exponential_answers_is_an_mm1_queue():
+    """Exponential answers much longer than the prompt make the service time nearly
+    exponential: the mean wait is M/M/1's, rho E[S] / (1 - rho)."""
+    mean_out, rho, n = 200, 0.7, 20_000
+    es = service_time(perf(), 200, mean_out)  # close to the mean service time
+    res = batch_one(rho / es, {"dist": "exponential", "mean": mean_out}, n, seed=5)
+    df = res.requests.sort_values("id")
+    service = (df["e2e_s"] - df["queue_s"]).to_numpy()
+    assert service.std() / service.mean() == pytest.approx(1.0, abs=0.05)
+    arrivals = df["released_s"].to_numpy()
+    real_rho = (n - 1) / (arrivals[-1] - arrivals[0]) * service.mean()
+    assert real_rho == pytest.approx(rho, rel=0.05)
+    wq = real_rho * service.mean() / (1 - real_rho)  # M/M/1
+    assert df["queue_s"].mean() == pytest.approx(wq, rel=0.10)
+
+
 # ----------------------------------------------------------------------------- 3. conservation
 
 
