@@ -75,14 +75,20 @@ class PoolSpec(Spec):
 
     @model_validator(mode="after")
     def _bounds(self) -> PoolSpec:
-        lo = self.min_replicas if self.min_replicas is not None else self.replicas
-        hi = self.max_replicas if self.max_replicas is not None else self.replicas
+        lo, hi = self.bounds
         if not lo <= self.replicas <= hi:
             raise ValueError(
                 "need min_replicas <= replicas <= max_replicas, "
                 f"got {lo} <= {self.replicas} <= {hi}"
             )
         return self
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        """(min, max) replicas an autoscaler may set; unset ones are ``replicas``."""
+        lo = self.min_replicas if self.min_replicas is not None else self.replicas
+        hi = self.max_replicas if self.max_replicas is not None else self.replicas
+        return lo, hi
 
     @property
     def gpus(self) -> int:

@@ -122,27 +122,24 @@ class Replica:
     def submit(self, req: Request, arrived: float | None = None) -> Seq:
         """Take a request; ``arrived`` is when it reached the fleet (default: now)."""
         seq = Seq(req, self.env.now if arrived is None else arrived, req.input_tokens)
-        need = self.kv.blocks_for(req.input_tokens + req.output_tokens)
-        if self.max_model_len and req.input_tokens + req.output_tokens > self.max_model_len:
+        total = req.input_tokens + req.output_tokens
+        need = self.kv.blocks_for(total)
+        if self.max_model_len and total > self.max_model_len:
             seq.rejected = (
-                f"prompt + output ({req.input_tokens + req.output_tokens} tokens) "
-                f"exceeds max_model_len {self.max_model_len}"
+                f"prompt + output ({total} tokens) exceeds max_model_len {self.max_model_len}"
             )
         elif need > self.kv.total:
             seq.rejected = f"needs {need} KV blocks, the replica has {self.kv.total}"
-        elif (
-            not self.spec.enable_chunked_prefill
-            and req.input_tokens + req.output_tokens > self.spec.max_num_batched_tokens
-        ):
+        elif not self.spec.enable_chunked_prefill and total > self.spec.max_num_batched_tokens:
             seq.rejected = (
-                f"without chunked prefill, prompt + output ({req.input_tokens + req.output_tokens}"
-                f" tokens) must fit max_num_batched_tokens {self.spec.max_num_batched_tokens}"
+                f"without chunked prefill, prompt + output ({total} tokens) must fit "
+                f"max_num_batched_tokens {self.spec.max_num_batched_tokens}"
             )
         if seq.rejected:
             seq.finished = self.env.now
             self.on_finish(seq, self)
             return seq
-        self._tokens += req.input_tokens + req.output_tokens
+        self._tokens += total
         self._version += 1
         if self.spec.scheduling == "priority":
             key = PRIORITY.get(req.slo_class, 1)
@@ -153,17 +150,21 @@ class Replica:
             self.waiting.insert(i, seq)
         else:
             self.waiting.append(seq)
+        self._nudge()
+        return seq
+
+    def _nudge(self) -> None:
+        """Wake the loop if it waits (idle, or in a fast phase that must stop early)."""
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
-        return seq
 
     def set_state(self, state: str) -> None:
         """The fleet starts, readies and drains replicas; a drained one retires when idle."""
         self.state = state
         self._version += 1
         self._sample(self.perf.idle_power_w, force=True)
-        if state == "draining" and self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
+        if state == "draining":
+            self._nudge()
 
     def view(self) -> ReplicaView:
         """The replica's state now. Rebuilt only when it changed: a router asks for every
@@ -230,7 +231,7 @@ class Replica:
             self.stats.events += 1
             self._sample(energy / t)
             yield env.timeout(t)
-            self._account(t, energy, batch)
+            self._account(t, energy)
             self._apply(scheduled, batch, energy)
             self._version += 1
 
@@ -432,8 +433,7 @@ class Replica:
         """Decode side: the KV has landed; the sequence waits for a decode slot."""
         self.waiting.append(s)
         self._version += 1
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
+        self._nudge()
 
     def _publish_answer(self, s: Seq) -> None:
         """Cache the answer's full blocks for the next turn, as vLLM caches generated
@@ -476,11 +476,11 @@ class Replica:
                 )
             )
 
-    def _account(self, t: float, energy: float, batch: Batch) -> None:
+    def _account(self, t: float, energy: float, steps: int = 1) -> None:
         st = self.stats
         st.busy_s += t
         st.active_energy_j += energy
-        st.steps += 1
+        st.steps += steps
 
     # ------------------------------------------------------------------ fast mode
 
@@ -541,9 +541,7 @@ class Replica:
         grow = np.maximum(0, -(-(computed + done) // bs) - held)
         self.kv.allocate(int(grow.sum()))
         share = energy / len(seqs)
-        self.stats.busy_s += busy
-        self.stats.active_energy_j += energy
-        self.stats.steps += done
+        self._account(busy, energy, done)
         finished = []
         for s, g in zip(seqs, grow.tolist(), strict=True):
             s.blocks += g

@@ -23,7 +23,7 @@ from wrpfleet.pool.spec import PoolSpec
 from wrpfleet.router import build_router
 from wrpfleet.sim.engine import Replica, Seq
 from wrpfleet.sim.metrics import Recorder
-from wrpfleet.types import FleetView, Outcome, PoolMetrics, PoolView, Request, RequestView
+from wrpfleet.types import FleetView, PoolMetrics, PoolView, Request, RequestView
 
 GIB = 1024**3
 RUNTIME_RESERVE_GIB = 1.0  # CUDA context, NCCL buffers, CUDA graphs, per GPU
@@ -169,11 +169,10 @@ class Simulation:
 
     def _autoscale(self, pool: Pool):
         spec, scaler = self.scenario.autoscaler, self.autoscaler
-        lo = pool.spec.min_replicas if pool.spec.min_replicas is not None else pool.spec.replicas
-        hi = pool.spec.max_replicas if pool.spec.max_replicas is not None else pool.spec.replicas
+        lo, hi = pool.spec.bounds
         while not (self._stream_done and self._outstanding == 0):
             yield self.env.timeout(spec.interval_s)
-            view = self._pool_view(pool, lo, hi)
+            view = self._pool_view(pool)
             metrics = PoolMetrics(pool.routed / spec.interval_s, spec.interval_s)
             pool.routed = 0
             decision = scaler.decide(view, metrics, self.env.now)
@@ -206,23 +205,22 @@ class Simulation:
 
     def _dispatch(self, req: Request, released: float | None = None) -> None:
         """Route a request; ``released`` is when it reached the fleet, if it was held."""
+        at = self.env.now if released is None else released
         if released is None:
-            self.recorder.released(req, self.env.now)
+            self.recorder.released(req, at)
             self._outstanding += 1
             if self._on_progress is not None and self.recorder.requests_in % 1000 == 0:
                 self._on_progress(self.env.now, self.recorder.requests_in)
         decision = self.router.route(RequestView.of(req), self.view())
-        if decision.replica is None and self._hold(req, released):
+        if decision.replica is None and self._hold(req, at):
             return
         if decision.replica is None:
-            at = self.env.now if released is None else released
             self.recorder.rejected(req, at, decision.reject_reason or "rejected")
             self._completed(req.id, req.session_id is not None)
             return
         replica = self.replicas.get(decision.replica)
         if replica is None:
             raise RuntimeError(f"router chose unknown replica {decision.replica!r}")
-        at = self.env.now if released is None else released
         if decision.prefill_replica is not None:
             prefill = self.replicas[decision.prefill_replica]
             self.pools[prefill.pool].routed += 1
@@ -245,7 +243,7 @@ class Simulation:
         prefill.release(s)
         decode.receive(landed)
 
-    def _hold(self, req: Request, released: float | None) -> bool:
+    def _hold(self, req: Request, at: float) -> bool:
         """No replica is ready: hold the request while one starts (starting one from zero
         if its pool may scale), as Ray Serve queues requests at the handle."""
         if self.autoscaler is None:
@@ -256,14 +254,14 @@ class Simulation:
                 (
                     p
                     for p in self.pools.values()
-                    if p.spec.role == "mixed" and (p.spec.max_replicas or 0) > len(p.live)
+                    if p.spec.role == "mixed" and p.spec.bounds[1] > len(p.live)
                 ),
                 None,
             )
             if pool is None:
                 return False
             self._scale_to(pool, len(pool.live) + 1)
-        self._held.append((req, self.env.now if released is None else released))
+        self._held.append((req, at))
         return True
 
     def _finished(self, seq: Seq, replica: Replica) -> None:
@@ -281,7 +279,8 @@ class Simulation:
         elif session:  # only requests in a session (or a closed-loop user) have followers
             self._done_at[rid] = self.env.now
 
-    def _pool_view(self, p: Pool, lo: int = 0, hi: int = 0) -> PoolView:
+    def _pool_view(self, p: Pool) -> PoolView:
+        lo, hi = p.spec.bounds
         return PoolView(
             name=p.spec.name,
             role=p.spec.role,
@@ -300,4 +299,4 @@ class Simulation:
         )
 
 
-__all__ = ["Outcome", "Simulation", "kv_blocks"]
+__all__ = ["Simulation", "cold_start_s", "kv_blocks"]
