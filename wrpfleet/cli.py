@@ -290,9 +290,8 @@ def _validation(kind: str, csv_path: Path, json_out: bool, limit: int | None) ->
     if not csv_path.is_file():
         raise InputError("file not found", path=csv_path)
     with progress(f"validating on {csv_path.name}", total=1.0) as update:
-        kwargs = {"limit": limit} if kind == "mlenergy" else {}
         result = getattr(validate, kind)(
-            csv_path, on_row=lambda i, n: update(i / n, f"{i}/{n} configurations"), **kwargs
+            csv_path, on_row=lambda i, n: update(i / n, f"{i}/{n} configurations"), limit=limit
         )
     if json_out:
         print(json.dumps(result, indent=2))
@@ -330,9 +329,10 @@ def validate_splitwise(
         Path, typer.Argument(help="CSV with the columns of splitwise-sim's perf_model.csv.")
     ],
     json_out: JsonOpt = False,
+    limit: Annotated[int | None, typer.Option(help="Only the first N rows.")] = None,
 ) -> None:
     """Prompt time and per-token time of each configuration, simulated against measured."""
-    _validation("splitwise", csv_path, json_out, None)
+    _validation("splitwise", csv_path, json_out, limit)
 
 
 @app.command("check")

@@ -133,8 +133,10 @@ def _tokens_between(df, t0: float, t1: float) -> float:
     return float((n * overlap / span).sum())
 
 
-def splitwise(path: Path, on_row: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    rows = read_splitwise(Path(path))
+def splitwise(
+    path: Path, on_row: Callable[[int, int], None] | None = None, limit: int | None = None
+) -> dict[str, Any]:
+    rows = read_splitwise(Path(path))[:limit]
     out = []
     for i, row in enumerate(rows):
         batch, prompt, tokens = int(row.batch), int(row.input_tokens), int(row.output_tokens)
