@@ -199,6 +199,17 @@ def test_slo_forms():
             "<= 3",
         ),
         ([{"name": "a b", "model": "Llama-3.1-8B", "gpu": "H100"}], "should match pattern"),
+        (
+            [
+                {
+                    "name": "a",
+                    "model": "Llama-3.1-8B",
+                    "gpu": "H100",
+                    "engine": {"max_num_seqs": 512, "max_num_batched_tokens": 256},
+                }
+            ],
+            r"max_num_batched_tokens \(256\) must be at least max_num_seqs \(512\)",
+        ),
     ],
 )
 def test_fleet_consistency(pools, message):

@@ -90,3 +90,12 @@ def test_fast_mode_equals_reference_with_disaggregation(tmp_path):
     fast = simulate(s, fast=True).requests.sort_values("id").reset_index(drop=True)
     ref = simulate(s, fast=False).requests.sort_values("id").reset_index(drop=True)
     pd.testing.assert_frame_equal(fast, ref, rtol=1e-9)
+
+
+def test_implicit_decodes_and_fleet_view_stay_exact_with_disaggregation(tmp_path):
+    from test_engine import stepped
+
+    rows = [f"{i * 0.01:.2f},{800 + 91 * (i % 13)},{30 + 17 * (i % 5)}" for i in range(120)]
+    sim = Simulation(scenario(tmp_path, rows, prefill=1, decode=2))
+    assert stepped(sim) > 200
+    assert SimResult.of(sim).summary["completed"] == 120

@@ -42,6 +42,16 @@ class EngineSpec(Spec):
         "or the Splitwise paper's engine",
     )
 
+    @model_validator(mode="after")
+    def _budget(self) -> EngineSpec:
+        # vLLM refuses this too: every running sequence must fit one step's token budget.
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(
+                f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be at least "
+                f"max_num_seqs ({self.max_num_seqs})"
+            )
+        return self
+
 
 class PoolSpec(Spec):
     """Identical replicas of one model on one GPU type (``tp`` GPUs per replica)."""

@@ -37,7 +37,10 @@ class LeastRequests:
 
     def route(self, request: RequestView, fleet: FleetView) -> RouteDecision:
         def least(replicas: list[ReplicaView]) -> ReplicaView:
-            return min(replicas, key=lambda r: (r.outstanding, r.kv_usage))
+            loads = [r.running + r.waiting for r in replicas]
+            fewest = min(loads)
+            ties = [r for r, n in zip(replicas, loads, strict=True) if n == fewest]
+            return ties[0] if len(ties) == 1 else min(ties, key=lambda r: r.kv_usage)
 
         ready = candidates(fleet)
         if ready:

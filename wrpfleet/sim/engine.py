@@ -1,21 +1,30 @@
 """One replica: a vLLM-style engine as a simpy process.
 
 Each engine step mirrors vLLM's scheduler: running sequences first (decodes take one
-token, unfinished prefills a chunk), then waiting ones in order while the token
+token, an unfinished prefill a chunk), then waiting ones in order while the token
 budget (``max_num_batched_tokens``), the sequence limit (``max_num_seqs``) and the
 KV blocks allow. When a running sequence needs a block and none is left, the most
 recently admitted one is preempted and later recomputed. Prompt blocks are
 published to the prefix cache when their prefill completes.
 
-Speed: a batch of decodes with nothing to admit is *stable* until the first
-completion, the first arrival or the step at which KV blocks run out. Fast mode
-advances such a batch over all those steps at once, with per-step times computed
-as one numpy array, and stops early at the step boundary after an arrival; the
-reference mode takes one simpy event per step. Both give the same results.
+Speed: work per event does not grow with the batch. Every running sequence that
+decodes advances one token per step, so the engine keeps them *implicitly*: each
+one's computed and generated tokens and energy share are offsets from a step
+counter and a cumulative energy-per-token account, and the batch's context sum,
+its block-boundary crossings (counted per residue of the offset modulo the block
+size) and its next completion (a heap) are kept as aggregates. A sequence is made
+explicit only to prefill, finish or be preempted.
+
+A batch of decodes with nothing to admit is *stable* until the first completion,
+the first arrival or the step at which KV blocks run out. Fast mode advances such
+a batch over all those steps at once, with per-step times computed as one numpy
+array, and stops early at the step boundary after an arrival; the reference mode
+takes one simpy event per step. Both give the same results.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +43,10 @@ TIMELINE_S = 0.5
 
 @dataclass(eq=False, slots=True)
 class Seq:
-    """A request inside an engine, in vLLM's terms (computed tokens, not yet sampled)."""
+    """A request inside an engine, in vLLM's terms (computed tokens, not yet sampled).
+
+    While a sequence decodes implicitly, ``computed``, ``generated`` and ``energy_j``
+    hold their values at step ``joined`` (energy account ``joined_e``)."""
 
     req: Request
     arrived: float
@@ -54,6 +66,9 @@ class Seq:
     rejected: str | None = None
     handoff: Callable[[Seq], None] | None = None  # prefill only: hand the KV on when done
     prefilled_on: str | None = None  # the prefill replica, for disaggregated serving
+    order: int = 0  # admission number: running order
+    joined: int = -1  # step at which it joined the implicit decodes; -1: explicit
+    joined_e: float = 0.0
 
     @property
     def held(self) -> int:
@@ -64,12 +79,10 @@ class Seq:
 class _Phase:
     """A stable decode batch being advanced in one go (fast mode)."""
 
-    seqs: list[Seq]
     start: float
     ends: np.ndarray  # end time of each step
     energy: np.ndarray  # joules of each step, whole replica
-    computed: np.ndarray  # tokens computed per sequence at the phase start
-    held: np.ndarray  # blocks held per sequence at the phase start
+    done: int | None = None  # steps it stops after, when an arrival cut it short
 
 
 @dataclass
@@ -94,6 +107,7 @@ class Replica:
         fast: bool = True,
         max_model_len: int | None = None,
         state: str = "ready",
+        on_change: Callable[[Replica], None] | None = None,
     ) -> None:
         self.env, self.name, self.pool, self.perf, self.spec = env, name, pool, perf, engine
         self.kv = KVCache(kv_blocks, engine.block_size, engine.enable_prefix_caching)
@@ -101,7 +115,7 @@ class Replica:
         self.fast = fast
         self.max_model_len = max_model_len
         self.waiting: deque[Seq] = deque()
-        self.running: list[Seq] = []
+        self.running: dict[Seq, None] = {}  # in admission order
         self.stats = Stats()
         self.state = state  # starting -> ready -> draining -> retired
         self.born = env.now
@@ -110,11 +124,26 @@ class Replica:
         self._phase: _Phase | None = None
         self._head_cached = False
         self._tokens = 0  # prompt + output tokens of every request here
-        self._version = 0  # bumped on every change of state a view shows
-        self._view_version = -1
-        self._view_until = 0.0
+        self.on_change = on_change
+        self._stale = True  # something a view shows changed since the last one
+        self.view_until = 0.0  # inside a fast phase, the view is valid until then
         self._view: ReplicaView | None = None
         self._freed: simpy.Event | None = None
+        self._admitted = 0
+        # Running sequences outside the implicit decodes (a prefill chunk in progress;
+        # every one for a step that may preempt), in admission order.
+        self._explicit: list[Seq] = []
+        # The implicit decodes: step counter, energy per token so far, count, sum of
+        # (computed - step), count per residue of that offset, completion heap.
+        self._k = 0
+        self._e = 0.0
+        self._n = 0
+        self._off = 0
+        self._residue = [0] * engine.block_size
+        self._heap: list[tuple[int, int, Seq]] = []
+        self._away: set[Seq] = set()  # handed off, their KV still here until transferred
+        self._incoming: set[Seq] = set()  # blocks reserved here, their KV on the way
+        self._stepping = False  # a step is in flight (its blocks are allocated)
         self.process = env.process(self._run())
 
     # ------------------------------------------------------------------ interface
@@ -140,7 +169,7 @@ class Replica:
             self.on_finish(seq, self)
             return seq
         self._tokens += total
-        self._version += 1
+        self._touch()
         if self.spec.scheduling == "priority":
             key = PRIORITY.get(req.slo_class, 1)
             i = next(
@@ -154,14 +183,29 @@ class Replica:
         return seq
 
     def _nudge(self) -> None:
-        """Wake the loop if it waits (idle, or in a fast phase that must stop early)."""
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
+        """Wake the loop if it waits idle; in a fast phase, stop the phase at the first
+        step boundary from now, where the scheduler can admit what arrived."""
+        wake, p = self._wake, self._phase
+        if wake is None or wake.triggered:
+            return
+        if p is None:
+            wake.succeed()
+            return
+        now = self.env.now
+        if p.done is not None or now >= p.ends[-1]:
+            return
+        p.done = int(np.searchsorted(p.ends, now, side="left")) + 1
+        self.stats.events += 1
+        self._wake_at(float(p.ends[p.done - 1]) - now, wake)
+
+    def _wake_at(self, delay: float, wake: simpy.Event) -> None:
+        """Trigger ``wake`` after ``delay`` unless something triggered it before."""
+        self.env.timeout(delay).callbacks.append(lambda _: wake.triggered or wake.succeed())
 
     def set_state(self, state: str) -> None:
         """The fleet starts, readies and drains replicas; a drained one retires when idle."""
         self.state = state
-        self._version += 1
+        self._touch()
         self._sample(self.perf.idle_power_w, force=True)
         if state == "draining":
             self._nudge()
@@ -171,14 +215,14 @@ class Replica:
         replica's view on every request. Inside a fast phase the view also changes
         at each step boundary (KV blocks grow), so it is valid until the next one."""
         now = self.env.now
-        if self._version == self._view_version and now < self._view_until:
+        if not self._stale and now < self.view_until:
             return self._view
         used, until = self.kv.used, float("inf")
         p = self._phase
         if p is not None:
             done = int(np.searchsorted(p.ends, now, side="right"))
             if done > 0:  # the step in progress has its blocks already
-                used += self._new_blocks(p.computed, p.held, done)
+                used += self._crossings(done)
             if done < len(p.ends):
                 until = float(p.ends[done])
         self._view = ReplicaView(
@@ -191,8 +235,15 @@ class Replica:
             kv_used_blocks=used,
             kv_total_blocks=self.kv.total,
         )
-        self._view_version, self._view_until = self._version, until
+        self._stale, self.view_until = False, until
         return self._view
+
+    def _touch(self) -> None:
+        """A change a view shows: the cached view is stale; the fleet hears it once."""
+        if not self._stale:
+            self._stale = True
+            if self.on_change is not None:
+                self.on_change(self)
 
     # ------------------------------------------------------------------ the loop
 
@@ -203,26 +254,20 @@ class Replica:
                 self._sample(self.perf.idle_power_w, force=True)
                 if self.state == "draining":
                     self.state, self.retired = "retired", env.now
-                    self._version += 1
+                    self._touch()
                     self._sample(0.0, force=True)
                     return
                 self._wake = env.event()
                 yield self._wake
                 self._wake = None
                 continue
-            scheduled, batch, admitted = self._schedule()
-            if not scheduled:
+            explicit, batch = self._schedule()
+            self._stepping = True
+            if not explicit and not self._n:
                 # Nothing fits although the engine is otherwise empty: cannot happen once
                 # submit() rejected oversize requests; guard against a silent stall.
                 raise RuntimeError(f"{self.name}: scheduler made no progress")
-            stable = (
-                self.fast
-                and not admitted
-                and not self._head_cached
-                and batch.prefill_seqs == 0
-                and len(scheduled) == len(self.running)
-            )
-            if stable:
+            if self.fast and not explicit and not self._explicit and not self._head_cached:
                 yield from self._advance_stable()
                 continue
             t, power = self.perf.step(batch)
@@ -232,27 +277,36 @@ class Replica:
             self._sample(energy / t)
             yield env.timeout(t)
             self._account(t, energy)
-            self._apply(scheduled, batch, energy)
-            self._version += 1
+            self._stepping = False
+            self._apply(explicit, batch, energy)
+            self._touch()
 
-    def _schedule(self) -> tuple[list[tuple[Seq, int]], Batch, bool]:
-        """One vLLM scheduler step: which sequences run and with how many tokens."""
+    def _schedule(self) -> tuple[list[tuple[Seq, int]], Batch]:
+        """One vLLM scheduler step: which sequences run and with how many tokens. The
+        implicit decodes take a token each and, together, the blocks whose boundary
+        they cross; if those blocks are not there, preemption follows and every
+        running sequence is made explicit for the step, as vLLM walks them in order."""
         kv, spec = self.kv, self.spec
         budget = spec.max_num_batched_tokens
         scheduled: list[tuple[Seq, int]] = []
+        if self._n and not kv.allocate(self._residue[-self._k % kv.block_size]):
+            self._explicit_all()
+        budget -= self._n
         bs = kv.block_size
+        running, explicit = self.running, self._explicit
         i = 0
-        while i < len(self.running) and budget > 0:
-            s = self.running[i]
+        while i < len(explicit) and budget > 0:
+            s = explicit[i]
             n = 1 if not s.prefilling else min(s.prompt_len - s.computed, budget)
             need = -(-(s.computed + n) // bs) - s.blocks - s.pinned_blocks
-            if need <= 0:  # the common case: a decode inside its last block
+            if need <= 0:
                 scheduled.append((s, n))
                 budget -= n
                 i += 1
                 continue
             while not kv.allocate(need):
-                victim = self.running.pop()
+                victim = explicit.pop()  # the running tail: explicit ones come last
+                del running[victim]
                 self._preempt(victim)
                 if victim is s:
                     break
@@ -261,9 +315,8 @@ class Replica:
                 scheduled.append((s, n))
                 budget -= n
                 i += 1
-        admitted = False
         self._head_cached = False  # a waiting head holding cache hits: evictions change it
-        while self.waiting and budget > 0 and len(self.running) < spec.max_num_seqs:
+        while self.waiting and budget > 0 and len(running) < spec.max_num_seqs:
             s = self.waiting[0]
             if s.computed == 0:
                 self._lookup_prefix(s)
@@ -278,14 +331,16 @@ class Replica:
                 break
             s.blocks += max(need, 0)
             self.waiting.popleft()
-            self.running.append(s)
+            running[s] = None
+            explicit.append(s)
+            s.order = self._admitted
+            self._admitted += 1
             if s.scheduled is None:
                 s.scheduled = self.env.now
             scheduled.append((s, n))
             budget -= n
-            admitted = True
-        self._version += 1
-        return scheduled, self._batch(scheduled), admitted
+        self._touch()
+        return scheduled, self._batch(scheduled)
 
     def _cacheable(self, req: Request) -> tuple[int, ...]:
         """The prompt's full content blocks, if this engine can cache them (caching on,
@@ -320,14 +375,14 @@ class Replica:
             s.pinned, s.pinned_blocks, s.computed = (), 0, 0
             self._head_cached = True
 
-    @staticmethod
-    def _batch(scheduled: list[tuple[Seq, int]]) -> Batch:
-        b = Batch()
-        for s, n in scheduled:
+    def _batch(self, scheduled: list[tuple[Seq, int]]) -> Batch:
+        n = self._n
+        b = Batch(decode_seqs=n, decode_ctx=self._off + n * (self._k + 1))
+        for s, t in scheduled:
             if s.prefilling:
-                b.prefill_tokens += n
+                b.prefill_tokens += t
                 b.prefill_seqs += 1
-                b.prefill_attn += n * (s.computed + (n + 1) / 2)
+                b.prefill_attn += t * (s.computed + (t + 1) / 2)
                 b.prefill_kv_read += s.computed
             else:
                 b.decode_seqs += 1
@@ -336,9 +391,12 @@ class Replica:
 
     def _apply(self, scheduled: list[tuple[Seq, int]], batch: Batch, energy: float) -> None:
         now = self.env.now
-        tokens = batch.prefill_tokens + batch.decode_seqs
+        share = energy / (batch.prefill_tokens + batch.decode_seqs)
+        self._k += 1
+        self._e += share
+        done = self._completions()
         for s, n in scheduled:
-            s.energy_j += energy * n / tokens
+            s.energy_j += share * n
             s.computed += n
             if s.prefilling:
                 if s.computed < s.prompt_len:
@@ -349,13 +407,73 @@ class Replica:
                 self._publish(s)
                 if s.handoff is not None and s.req.output_tokens > 1:
                     s.generated += 1
-                    self.running.remove(s)  # its KV stays here until the transfer ends
-                    self._version += 1
+                    del self.running[s]  # its KV stays here until the transfer ends
+                    self._away.add(s)
                     s.handoff(s)
                     continue
             s.generated += 1
             if s.generated >= s.req.output_tokens:
-                self._finish(s)
+                done.append(s)
+            else:
+                self._join(s)
+        self._explicit = [s for s in self._explicit if s.prefilling and s in self.running]
+        if len(done) > 1:
+            done.sort(key=lambda s: s.order)
+        for s in done:
+            self._finish(s)
+
+    # ------------------------------------------------------------------ implicit decodes
+
+    def _join(self, s: Seq) -> None:
+        """A decoding sequence joins the implicit decodes at the current step."""
+        s.joined, s.joined_e = self._k, self._e
+        off = s.computed - self._k
+        self._n += 1
+        self._off += off
+        self._residue[off % self.kv.block_size] += 1
+        heapq.heappush(self._heap, (self._k + s.req.output_tokens - s.generated, s.order, s))
+
+    def _materialize(self, s: Seq) -> None:
+        """Bring an implicit sequence's counters to now and take it out of the aggregates."""
+        d = self._k - s.joined
+        s.computed += d
+        s.generated += d
+        s.energy_j += self._e - s.joined_e
+        s.blocks = self.kv.blocks_for(s.computed) - s.pinned_blocks
+        off = s.computed - self._k
+        self._n -= 1
+        self._off -= off
+        self._residue[off % self.kv.block_size] -= 1
+        s.joined = -1
+
+    def _completions(self) -> list[Seq]:
+        """The implicit decodes that have generated their last token, made explicit."""
+        heap, done = self._heap, []
+        while heap and heap[0][0] <= self._k:
+            s = heapq.heappop(heap)[2]
+            self._materialize(s)
+            done.append(s)
+        return done
+
+    def _explicit_all(self) -> None:
+        """Make every running sequence explicit (a step that may preempt)."""
+        for s in self.running:
+            if s.joined >= 0:
+                self._materialize(s)
+        self._heap.clear()
+        self._explicit = list(self.running)
+
+    def _crossings(self, steps: int) -> int:
+        """Blocks the implicit decodes add over the ``steps`` steps after the current
+        one: a sequence crosses into a new block at each step where its computed
+        tokens are a multiple of the block size."""
+        bs, k, total = self.kv.block_size, self._k, 0
+        for r, count in enumerate(self._residue):
+            if count:
+                first = -(r + k) % bs or bs  # first step after the current one
+                if steps >= first:
+                    total += count * ((steps - first) // bs + 1)
+        return total
 
     def _publish(self, s: Seq) -> None:
         """Share the prompt's blocks once its prefill is done."""
@@ -372,25 +490,26 @@ class Replica:
 
     def _finish(self, s: Seq) -> None:
         self._publish_answer(s)
-        self.running.remove(s)
+        del self.running[s]
         self.kv.unpin(s.pinned)
         self.kv.release(s.blocks)
         s.blocks = s.pinned_blocks = 0
         s.pinned = ()
         s.finished = self.env.now
         self._tokens -= s.req.input_tokens + s.req.output_tokens
-        self._version += 1
+        self._touch()
         self._blocks_freed()
         self.on_finish(s, self)
 
     def release(self, s: Seq) -> None:
         """A handed-off sequence's KV has been transferred: free it here."""
+        self._away.discard(s)
         self.kv.unpin(s.pinned)
         self.kv.release(s.blocks)
         s.blocks = s.pinned_blocks = 0
         s.pinned = ()
         self._tokens -= s.req.input_tokens + s.req.output_tokens
-        self._version += 1
+        self._touch()
         self._blocks_freed()
 
     def blocks_freed(self) -> simpy.Event:
@@ -426,13 +545,15 @@ class Replica:
             prefilled_on=prefilled.prefilled_on,
         )
         self._tokens += s.req.input_tokens + s.req.output_tokens
-        self._version += 1
+        self._incoming.add(s)
+        self._touch()
         return s
 
     def receive(self, s: Seq) -> None:
         """Decode side: the KV has landed; the sequence waits for a decode slot."""
+        self._incoming.discard(s)
         self.waiting.append(s)
-        self._version += 1
+        self._touch()
         self._nudge()
 
     def _publish_answer(self, s: Seq) -> None:
@@ -482,73 +603,62 @@ class Replica:
         st.active_energy_j += energy
         st.steps += steps
 
+    def check(self) -> None:
+        """The implicit decodes agree with their sequences, and every private KV block
+        belongs to one (for tests, at any point of a run)."""
+        self.kv.check()
+        implicit = [s for s in self.running if s.joined >= 0]
+        bs, k = self.kv.block_size, self._k
+        assert len(implicit) == self._n == len(self._heap)
+        assert {id(e[2]) for e in self._heap} == {id(s) for s in implicit}
+        offsets = [s.computed - s.joined for s in implicit]
+        assert sum(offsets) == self._off
+        assert self._residue == [sum(1 for o in offsets if o % bs == r) for r in range(bs)]
+        assert [s for s in self.running if s.joined < 0] == self._explicit
+        held = (*self._explicit, *self._away, *self._incoming, *self.waiting)
+        private = sum(s.blocks for s in held)
+        ahead = 1 if self._stepping else 0  # the step in flight has its blocks
+        for s, off in zip(implicit, offsets, strict=True):
+            assert s.generated - s.joined + k < s.req.output_tokens
+            private += self.kv.blocks_for(off + k + ahead) - s.pinned_blocks
+        assert private == self.kv.private, (private, self.kv.private)
+
     # ------------------------------------------------------------------ fast mode
 
     def _advance_stable(self):
-        """Advance a stable decode batch over many steps; its first step is allocated."""
-        env, kv = self.env, self.kv
-        seqs = list(self.running)
-        computed = np.fromiter((s.computed for s in seqs), dtype=np.int64, count=len(seqs))
-        held = np.fromiter((s.held for s in seqs), dtype=np.int64, count=len(seqs))
-        left = np.fromiter(
-            (s.req.output_tokens - s.generated for s in seqs), dtype=np.int64, count=len(seqs)
-        )
-        steps = int(left.min())
+        """Advance the implicit decodes over many steps; the first one is allocated."""
+        env, kv, b = self.env, self.kv, self._n
+        steps = self._heap[0][0] - self._k  # to the next completion
         # Steps until the free and evictable blocks cannot cover the batch's growth.
         available = kv.free + kv.evictable_blocks
-        if steps > 1 and self._new_blocks(computed, held, steps - 1) > available:
-            lo, hi = 0, steps - 1  # new_blocks(lo) fits, new_blocks(hi) does not
+        if steps > 1 and self._crossings(steps - 1) > available:
+            lo, hi = 0, steps - 1  # crossings(lo) fits, crossings(hi) does not
             while hi - lo > 1:
                 mid = (lo + hi) // 2
-                if self._new_blocks(computed, held, mid) <= available:
+                if self._crossings(mid) <= available:
                     lo = mid
                 else:
                     hi = mid
             steps = lo + 1
-        b = len(seqs)
-        ctx = float(computed.sum() + b) + b * np.arange(steps, dtype=float)
-        batch = Batch(decode_seqs=b, decode_ctx=ctx)
-        times, power = self.perf.step(batch)
-        times = np.broadcast_to(np.asarray(times, dtype=float), (steps,))
-        energy = np.broadcast_to(np.asarray(power, dtype=float), (steps,)) * times
+        ctx = float(self._off + b * (self._k + 1)) + b * np.arange(steps, dtype=float)
+        times, power = self.perf.step(Batch(decode_seqs=b, decode_ctx=ctx))
+        energy = power * times
         ends = env.now + np.cumsum(times)
-        self._phase = _Phase(seqs, env.now, ends, energy, computed, held)
+        self._phase = phase = _Phase(env.now, ends, energy)
         self.stats.events += 1
         self._sample(float(energy.sum() / times.sum()))
-        self._wake = env.event()
-        yield env.timeout(float(ends[-1]) - env.now) | self._wake
-        done = steps
-        if self._wake.triggered and env.now < ends[-1]:
-            # An arrival: it joins at the first step boundary after it.
-            done = int(np.searchsorted(ends, env.now, side="left")) + 1
-            self._wake = None
-            self.stats.events += 1
-            yield env.timeout(float(ends[done - 1]) - env.now)
+        self._wake = wake = env.event()
+        self._wake_at(float(ends[-1]) - env.now, wake)
+        yield wake
+        done = steps if phase.done is None else phase.done  # see _nudge
         self._wake = None
         self._phase = None
-        self._version += 1
-        self._finish_phase(
-            seqs, computed, held, done, float(energy[:done].sum()), float(times[:done].sum())
-        )
-
-    def _new_blocks(self, computed: np.ndarray, held: np.ndarray, step: int) -> int:
-        """Blocks to allocate so that every sequence can run steps 0..step."""
-        bs = self.kv.block_size
-        return int(np.maximum(0, -(-(computed + step + 1) // bs) - held).sum())
-
-    def _finish_phase(self, seqs, computed, held, done, energy, busy) -> None:
-        bs = self.kv.block_size
-        grow = np.maximum(0, -(-(computed + done) // bs) - held)
-        self.kv.allocate(int(grow.sum()))
-        share = energy / len(seqs)
-        self._account(busy, energy, done)
-        finished = []
-        for s, g in zip(seqs, grow.tolist(), strict=True):
-            s.blocks += g
-            s.computed += done
-            s.generated += done
-            s.energy_j += share
-            if s.generated >= s.req.output_tokens:
-                finished.append(s)
-        for s in finished:
+        self._stepping = False
+        self._touch()
+        kv.allocate(self._crossings(done - 1))
+        spent = float(energy[:done].sum())
+        self._account(float(times[:done].sum()), spent, done)
+        self._k += done
+        self._e += spent / b
+        for s in self._completions():
             self._finish(s)

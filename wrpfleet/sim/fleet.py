@@ -8,8 +8,10 @@ fleet carries out, exactly as the live ingress does.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import count
 
 import simpy
 
@@ -87,6 +89,15 @@ class Simulation:
         self.pools: dict[str, Pool] = {}
         self.replicas: dict[str, Replica] = {}
         self.fast = fast
+        # The fleet view, kept current incrementally: replicas report changes
+        # (`_pending`), views inside fast phases expire at step boundaries (`_expiry`).
+        self._rebuild = True
+        self._pending: list[Replica] = []
+        self._expiry: list[tuple[float, int, Replica]] = []
+        self._ticket = count()
+        self._slots: dict[Replica, tuple[str, int]] = {}
+        self._views: dict[str, list] = {}
+        self._pool_views: dict[str, PoolView] = {}
         for spec in scenario.pools:
             gpu, model = gpu_spec(spec.gpu), model_spec(spec.model)
             constants = Constants.fitted(spec.engine.calibration)
@@ -113,13 +124,18 @@ class Simulation:
 
     # ------------------------------------------------------------------ running
 
-    def run(self, on_progress: Callable[[float, int], None] | None = None) -> Recorder:
-        """Run until every request has completed or been rejected."""
+    def start(self, on_progress: Callable[[float, int], None] | None = None) -> None:
+        """Set the arrivals (and the autoscaler) going; `run` runs them to the end, a
+        test may step ``env`` itself."""
         self._on_progress = on_progress
         self.env.process(self._arrivals(iter(self.scenario.requests())))
         if self.autoscaler is not None:
             for pool in self.pools.values():
                 self.env.process(self._autoscale(pool))
+
+    def run(self, on_progress: Callable[[float, int], None] | None = None) -> Recorder:
+        """Run until every request has completed or been rejected."""
+        self.start(on_progress)
         self.env.run()
         self.recorder.close(self.env.now, self)
         return self.recorder
@@ -139,7 +155,9 @@ class Simulation:
             self.fast,
             pool.max_model_len,
             state,
+            self._pending.append,
         )
+        self._rebuild = True
         pool.replicas.append(r)
         self.replicas[name] = r
         if state == "starting":
@@ -157,6 +175,7 @@ class Simulation:
     def _scale_to(self, pool: Pool, target: int) -> None:
         live = pool.live
         pool.target = target
+        self._rebuild = True
         for _ in range(target - len(live)):
             self._add_replica(pool, "starting")
         if target < len(live):
@@ -280,22 +299,56 @@ class Simulation:
             self._done_at[rid] = self.env.now
 
     def _pool_view(self, p: Pool) -> PoolView:
+        self.view()
+        return self._pool_views[p.spec.name]
+
+    def view(self) -> FleetView:
+        """The fleet as the router sees it now. Only replicas that changed since the last
+        call, or whose fast-phase view expired, are asked for a new view: a router
+        asks on every request, and most replicas have not changed since."""
+        now = self.env.now
+        expiry, pending = self._expiry, self._pending
+        while expiry and expiry[0][0] <= now:
+            pending.append(heapq.heappop(expiry)[2])
+        if self._rebuild or any(r.state == "retired" for r in pending):
+            self._rebuild = False
+            pending.clear()
+            self._slots.clear()
+            for name, p in self.pools.items():
+                live = [r for r in p.replicas if r.state != "retired"]
+                self._views[name] = [self._watch(r) for r in live]
+                self._slots.update((r, (name, i)) for i, r in enumerate(live))
+                self._pool_views[name] = self._make_pool_view(p)
+        elif pending:
+            changed = set()
+            for r in pending:
+                name, i = self._slots[r]
+                self._views[name][i] = self._watch(r)
+                changed.add(name)
+            pending.clear()
+            for name in changed:
+                self._pool_views[name] = self._make_pool_view(self.pools[name])
+        return FleetView(pools=tuple(self._pool_views.values()), now=now)
+
+    def _watch(self, r: Replica):
+        """A replica's view now, remembering when it expires."""
+        v = r.view()
+        if r.view_until != float("inf"):
+            heapq.heappush(self._expiry, (r.view_until, next(self._ticket), r))
+        return v
+
+    def _make_pool_view(self, p: Pool) -> PoolView:
         lo, hi = p.spec.bounds
         return PoolView(
             name=p.spec.name,
             role=p.spec.role,
             model=p.spec.model,
             gpu=p.spec.gpu,
-            replicas=tuple(r.view() for r in p.replicas if r.state != "retired"),
+            replicas=tuple(self._views[p.spec.name]),
             price_per_replica_hour=p.price_per_replica_hour,
             min_replicas=lo,
             max_replicas=hi,
             target_replicas=p.target,
-        )
-
-    def view(self) -> FleetView:
-        return FleetView(
-            pools=tuple(self._pool_view(p) for p in self.pools.values()), now=self.env.now
         )
 
 

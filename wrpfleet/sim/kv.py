@@ -18,10 +18,11 @@ class KVCache:
         "evictable",
         "evictable_blocks",
         "free",
-        "pinned",
         "pinned_blocks",
         "private",
+        "sizes",
         "total",
+        "users",
     )
 
     def __init__(self, total_blocks: int, block_size: int, caching: bool = True) -> None:
@@ -30,7 +31,8 @@ class KVCache:
         self.caching = caching
         self.free = total_blocks
         self.private = 0
-        self.pinned: dict[int, list[int]] = {}  # content id -> [blocks, users]
+        self.users: dict[int, int] = {}  # pinned content id -> running sequences using it
+        self.sizes: dict[int, int] = {}  # pinned content id -> blocks
         self.pinned_blocks = 0
         self.evictable: OrderedDict[int, int] = OrderedDict()  # content id -> blocks, LRU first
         self.evictable_blocks = 0
@@ -47,37 +49,48 @@ class KVCache:
         """How many leading content blocks of a prompt are cached."""
         if not self.caching:
             return 0
+        users, evictable = self.users, self.evictable
         n = 0
         for i in ids:
-            if i not in self.pinned and i not in self.evictable:
+            if i not in users and i not in evictable:
                 break
             n += 1
         return n
 
     def pin(self, ids: tuple[int, ...], blocks_each: int) -> None:
         """A sequence starts using cached content blocks."""
+        users = self.users
         for i in ids:
-            entry = self.pinned.get(i)
-            if entry is not None:
-                entry[1] += 1
+            u = users.get(i)
+            if u is not None:
+                users[i] = u + 1
                 continue
             blocks = self.evictable.pop(i)
             self.evictable_blocks -= blocks
-            self.pinned[i] = [blocks, 1]
+            users[i] = 1
+            self.sizes[i] = blocks
             self.pinned_blocks += blocks
 
     def unpin(self, ids: tuple[int, ...]) -> None:
         """A sequence stops using content blocks; unused ones become evictable. As in
         vLLM, the tail goes in first, so eviction eats a prefix from its end and the
         head stays usable."""
+        users = self.users
+        unused = []
         for i in reversed(ids):
-            entry = self.pinned[i]
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self.pinned[i]
-                self.pinned_blocks -= entry[0]
-                self.evictable[i] = entry[0]
-                self.evictable_blocks += entry[0]
+            u = users[i]
+            if u == 1:
+                unused.append(i)
+            else:
+                users[i] = u - 1
+        if unused:
+            for i in unused:
+                del users[i]
+            blocks = list(map(self.sizes.pop, unused))
+            self.evictable.update(zip(unused, blocks, strict=True))
+            n = sum(blocks)
+            self.pinned_blocks -= n
+            self.evictable_blocks += n
 
     def can_allocate(self, n: int) -> bool:
         return n <= self.free + self.evictable_blocks
@@ -105,23 +118,35 @@ class KVCache:
         """Turn a sequence's private blocks holding these content blocks into shared,
         pinned ones (vLLM hashes full blocks so others can hit them). Returns how many
         private blocks the sequence gave up, duplicates of cached content included."""
-        if not self.caching:
+        if not self.caching or not ids:
             return 0
-        given = 0
+        given = blocks_each * len(ids)
+        self.private -= given
+        fresh = dict.fromkeys(ids, 1)
+        if (
+            len(fresh) == len(ids)
+            and self.users.keys().isdisjoint(fresh)
+            and self.evictable.keys().isdisjoint(fresh)
+        ):  # the common case, in bulk: content nobody has cached
+            self.users.update(fresh)
+            self.sizes.update(dict.fromkeys(ids, blocks_each))
+            self.pinned_blocks += given
+            return given
         for i in ids:
-            given += blocks_each
-            self.private -= blocks_each
-            if i in self.pinned or i in self.evictable:
+            if i in self.users or i in self.evictable:
                 self.free += blocks_each  # computed twice: keep the cached copy
                 self.pin((i,), blocks_each)
                 continue
-            self.pinned[i] = [blocks_each, 1]
+            self.users[i] = 1
+            self.sizes[i] = blocks_each
             self.pinned_blocks += blocks_each
         return given
 
     def check(self) -> None:
         """The conservation of blocks (for tests)."""
         assert self.free >= 0 and self.private >= 0
-        assert self.pinned_blocks == sum(b for b, _ in self.pinned.values())
+        assert self.users.keys() == self.sizes.keys()
+        assert all(u > 0 for u in self.users.values())
+        assert self.pinned_blocks == sum(self.sizes.values())
         assert self.evictable_blocks == sum(self.evictable.values())
         assert self.free + self.private + self.pinned_blocks + self.evictable_blocks == self.total
