@@ -130,7 +130,8 @@ class PerfModel:
     def bytes(self, b: Batch) -> Num:
         tokens = b.prefill_tokens + b.decode_seqs
         weights = self.model.weights_touched(self.dtype, tokens)
-        kv = self.kv_bytes * (b.decode_ctx + b.prefill_kv_read + b.prefill_tokens + tokens)
+        # Scalars first: in a fast phase only the context is an array.
+        kv = self.kv_bytes * (b.decode_ctx + (b.prefill_kv_read + b.prefill_tokens + tokens))
         return weights + kv
 
     def iteration_time(self, b: Batch) -> Num:
@@ -148,21 +149,20 @@ class PerfModel:
 
     def _time(self, b: Batch, flops: Num, moved: Num) -> Num:
         c = self.c
-        compute = flops / self._flops_s
-        memory = moved / self._bytes_s
         p = c.overlap_p
-        gpu = (compute**p + memory**p) ** (1 / p)
+        gpu = ((flops / self._flops_s) ** p + (moved / self._bytes_s) ** p) ** (1 / p)
         tokens = b.prefill_tokens + b.decode_seqs
-        comm = self._tp_fixed + self._tp_per_token * tokens
         seqs = b.prefill_seqs + b.decode_seqs
-        return gpu + comm + c.step_overhead_s + c.seq_overhead_s * seqs
+        fixed = self._tp_fixed + self._tp_per_token * tokens
+        return gpu + (fixed + c.step_overhead_s + c.seq_overhead_s * seqs)
 
     def _power(self, flops: Num, moved: Num, t: Num) -> Num:
         c, g = self.c, self.gpu
-        util_c = flops / (t * self.peak_flops)
-        util_m = moved / (t * self.peak_bytes)
-        load = np.minimum(1.0, c.power_floor + c.power_compute * util_c + c.power_memory * util_m)
-        return self.tp * (g.idle_w + (g.tdp_w - g.idle_w) * load)
+        util = (
+            c.power_compute / self.peak_flops * flops + c.power_memory / self.peak_bytes * moved
+        ) / t
+        load = np.minimum(1.0, c.power_floor + util)
+        return self.tp * g.idle_w + self.tp * (g.tdp_w - g.idle_w) * load
 
     @property
     def idle_power_w(self) -> float:
