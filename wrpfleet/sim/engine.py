@@ -39,7 +39,7 @@ from wrpfleet.types import ReplicaView, Request
 
 PRIORITY = {"interactive": 0, "standard": 1, "batch": 2}
 TIMELINE_S = 0.5
-PHASE_MIN_STEPS = 3.0  # fast mode advances stable batches in phases when runs are longer
+PHASE_MIN_STEPS = 6.0  # fast mode advances stable batches in phases when runs are longer
 
 
 @dataclass(eq=False, slots=True)
@@ -216,8 +216,8 @@ class Replica:
 
     def view(self) -> ReplicaView:
         """The replica's state now. Rebuilt only when it changed: a router asks for every
-        replica's view on every request. Inside a fast phase the view also changes
-        at each step boundary (KV blocks grow), so it is valid until the next one."""
+        replica's view on every request. Inside a fast phase the KV usage grows at
+        the steps where a sequence takes a new block, so the view is valid until then."""
         now = self.env.now
         if not self._stale and now < self.view_until:
             return self._view
@@ -225,10 +225,12 @@ class Replica:
         p = self._phase
         if p is not None:
             done = int(np.searchsorted(p.ends, now, side="right"))
-            if done > 0:  # the step in progress has its blocks already
-                used += int(p.crossed[done - 1])
-            if done < len(p.ends):
-                until = float(p.ends[done])
+            crossed = int(p.crossed[done - 1]) if done > 0 else 0  # the step in progress
+            used += crossed  # has its blocks already
+            # Valid until the end of the step before the next one that takes a block.
+            nxt = int(np.searchsorted(p.crossed, crossed, side="right"))
+            if nxt < len(p.ends):
+                until = float(p.ends[nxt])
         self._view = ReplicaView(
             id=self.name,
             pool=self.pool,

@@ -94,6 +94,7 @@ class Simulation:
         self._rebuild = True
         self._pending: list[Replica] = []
         self._expiry: list[tuple[float, int, Replica]] = []
+        self._due: dict[Replica, float] = {}  # the expiry each replica's entry stands for
         self._ticket = count()
         self._slots: dict[Replica, tuple[str, int]] = {}
         self._views: dict[str, list] = {}
@@ -307,9 +308,11 @@ class Simulation:
         call, or whose fast-phase view expired, are asked for a new view: a router
         asks on every request, and most replicas have not changed since."""
         now = self.env.now
-        expiry, pending = self._expiry, self._pending
+        expiry, pending, due = self._expiry, self._pending, self._due
         while expiry and expiry[0][0] <= now:
-            pending.append(heapq.heappop(expiry)[2])
+            until, _, r = heapq.heappop(expiry)
+            if due.get(r) == until:  # not an entry a newer view replaced
+                pending.append(r)
         if self._rebuild or any(r.state == "retired" for r in pending):
             self._rebuild = False
             pending.clear()
@@ -321,7 +324,7 @@ class Simulation:
                 self._pool_views[name] = self._make_pool_view(p)
         elif pending:
             changed = set()
-            for r in pending:
+            for r in dict.fromkeys(pending):
                 name, i = self._slots[r]
                 self._views[name][i] = self._watch(r)
                 changed.add(name)
@@ -333,8 +336,10 @@ class Simulation:
     def _watch(self, r: Replica):
         """A replica's view now, remembering when it expires."""
         v = r.view()
-        if r.view_until != float("inf"):
-            heapq.heappush(self._expiry, (r.view_until, next(self._ticket), r))
+        until = r.view_until
+        if until != float("inf") and self._due.get(r) != until:
+            self._due[r] = until
+            heapq.heappush(self._expiry, (until, next(self._ticket), r))
         return v
 
     def _make_pool_view(self, p: Pool) -> PoolView:
