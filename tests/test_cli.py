@@ -92,6 +92,16 @@ def test_check_with_overrides():
     assert "pool a100" in run.stdout
     run = wrpfleet("check", "sim/quickstart.yaml", "--json", "--seed", "5")
     assert json.loads(run.stdout)["seed"] == 5
+    run = wrpfleet("check", "sim/quickstart.yaml", "--json", "--router", "power_of_two")
+    assert json.loads(run.stdout)["router"]["policy"] == "power_of_two"
+
+
+def test_router_naming_pools_the_fleet_lacks_is_an_error():
+    run = wrpfleet("check", "sim/context_pools.yaml", "--pools", "pools/h100_llama8b.yaml")
+    assert run.returncode == 2
+    assert "router context_length names pools the fleet lacks: long, short" in run.stderr
+    run = wrpfleet("check", "sim/quickstart.yaml", "--router", "fastest")
+    assert run.returncode == 2 and "unknown router 'fastest'" in run.stderr
 
 
 def test_export_then_describe_round_trip(tmp_path):

@@ -71,6 +71,14 @@ WorkloadOpt = Annotated[
 PoolsOpt = Annotated[
     Path | None, typer.Option(help="Replace the scenario's pools: a pool spec file.")
 ]
+RouterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--router",
+        help="Replace the scenario's router by this policy, with its default parameters "
+        "(round_robin, least_requests, power_of_two, prefix_affinity, ...).",
+    ),
+]
 
 
 @dataclass
@@ -202,6 +210,7 @@ def simulate_cmd(
     scenario: ScenarioArg,
     workload: WorkloadOpt = None,
     pools: PoolsOpt = None,
+    router: RouterOpt = None,
     seed: SeedOpt = None,
     out_dir: Annotated[
         Path | None,
@@ -221,7 +230,7 @@ def simulate_cmd(
     from wrpfleet.progress import progress
     from wrpfleet.sim import simulate
 
-    s = load_scenario(scenario, workload=workload, pools=pools, seed=seed)
+    s = load_scenario(scenario, workload=workload, pools=pools, router=router, seed=seed)
     horizon = s.duration_s or getattr(s.workload, "duration_s", None)
     with progress(f"simulating {s.name}", total=horizon) as update:
         result = simulate(
@@ -340,13 +349,14 @@ def check_cmd(
     scenario: ScenarioArg,
     workload: WorkloadOpt = None,
     pools: PoolsOpt = None,
+    router: RouterOpt = None,
     seed: SeedOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Validate a scenario (and the files it names) and show what it resolves to."""
     from wrpfleet.config import load_scenario
 
-    s = load_scenario(scenario, workload=workload, pools=pools, seed=seed)
+    s = load_scenario(scenario, workload=workload, pools=pools, router=router, seed=seed)
     if json_out:
         print(s.model_dump_json(indent=2))
         return

@@ -190,6 +190,14 @@ class Scenario(Spec):
     @model_validator(mode="after")
     def _fleet(self) -> Scenario:
         FleetSpec(pools=self.pools, kv_link=self.kv_link)  # pools consistent with each other
+        router = ROUTERS.build(self.router.policy, self.router.params)
+        named = getattr(router, "pools_named", set())
+        missing = sorted(set(named) - {p.name for p in self.pools})
+        if missing:
+            raise ValueError(
+                f"router {self.router.policy} names pools the fleet lacks: {', '.join(missing)} "
+                f"(the fleet has {', '.join(p.name for p in self.pools)})"
+            )
         return self
 
     @property
@@ -213,10 +221,12 @@ def load_scenario(
     *,
     workload: str | Path | None = None,
     pools: str | Path | None = None,
+    router: str | None = None,
     seed: int | None = None,
 ) -> Scenario:
     """Load a scenario, optionally replacing its workload (a spec or a trace), its pools
-    (a pool spec file) or its seed, as ``wrpfleet simulate --workload/--pools/--seed`` do."""
+    (a pool spec file), its router (a policy name) or its seed, as ``wrpfleet simulate
+    --workload/--pools/--router/--seed`` do."""
     path = Path(path)
     data, lines = read_yaml(path)
     if not isinstance(data, dict):
@@ -234,6 +244,8 @@ def load_scenario(
             path, lines, "pools", data["pools"], lambda p: load_yaml_spec(FleetSpec, p)
         )
         _use_fleet(data, fleet)
+    if router is not None:
+        data["router"] = router
     if seed is not None:
         data["seed"] = seed
     return validate(Scenario, data, path=path, lines=lines, base_dir=base)

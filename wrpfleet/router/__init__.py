@@ -4,7 +4,17 @@ Nothing here imports simpy, ray or vllm: the simulator and the Ray Serve ingress
 build the same `FleetView` from their own state and call the same `route`.
 """
 
-from wrpfleet.router.balance import LeastRequests, RoundRobin
-from wrpfleet.router.base import ROUTERS, Router, build_router, candidates
+from wrpfleet.router import affinity, balance, pools, scored
+from wrpfleet.router.base import ROUTERS, Balancer, Router, build_router, candidates
 
-__all__ = ["ROUTERS", "LeastRequests", "RoundRobin", "Router", "build_router", "candidates"]
+__all__ = [
+    "ROUTERS",
+    "Balancer",
+    "Router",
+    "affinity",
+    "balance",
+    "build_router",
+    "candidates",
+    "pools",
+    "scored",
+]

@@ -2,52 +2,64 @@
 
 from __future__ import annotations
 
-from wrpfleet.router.base import candidates, disaggregated, register
-from wrpfleet.types import FleetView, ReplicaView, RequestView, RouteDecision
+import random
+
+from wrpfleet.router.base import Balancer, least_loaded, register
+from wrpfleet.types import ReplicaView, RequestView
 
 
 @register("round_robin")
-class RoundRobin:
+class RoundRobin(Balancer):
     """Each ready replica in turn, whatever its load."""
 
     def __init__(self) -> None:
-        self._next = 0
-        self._next_prefill = 0
+        self._next: dict[str, int] = {}
 
-    def route(self, request: RequestView, fleet: FleetView) -> RouteDecision:
-        ready = candidates(fleet)
-        if ready:
-            r = ready[self._next % len(ready)]
-            self._next += 1
-            return RouteDecision(r.pool, r.id)
-        prefill, decode = disaggregated(fleet)
-        if not (prefill and decode):
-            return RouteDecision.reject("no ready replica")
-        p = prefill[self._next_prefill % len(prefill)]
-        d = decode[self._next % len(decode)]
-        self._next_prefill += 1
-        self._next += 1
-        return RouteDecision(d.pool, d.id, prefill_pool=p.pool, prefill_replica=p.id)
+    def pick(self, request: RequestView, replicas: list[ReplicaView], role: str) -> ReplicaView:
+        i = self._next.get(role, 0)
+        self._next[role] = i + 1
+        return replicas[i % len(replicas)]
+
+
+@register("random")
+class Random(Balancer):
+    """A uniformly random ready replica (seeded: runs repeat)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._rng = random.Random(seed)
+
+    def pick(self, request: RequestView, replicas: list[ReplicaView], role: str) -> ReplicaView:
+        return replicas[self._rng.randrange(len(replicas))]
 
 
 @register("least_requests")
-class LeastRequests:
+class LeastRequests(Balancer):
     """The replica with the fewest outstanding (running + waiting) requests; ties go to
     the least KV usage, then to fleet order."""
 
-    def route(self, request: RequestView, fleet: FleetView) -> RouteDecision:
-        def least(replicas: list[ReplicaView]) -> ReplicaView:
-            loads = [r.running + r.waiting for r in replicas]
-            fewest = min(loads)
-            ties = [r for r, n in zip(replicas, loads, strict=True) if n == fewest]
-            return ties[0] if len(ties) == 1 else min(ties, key=lambda r: r.kv_usage)
+    def pick(self, request: RequestView, replicas: list[ReplicaView], role: str) -> ReplicaView:
+        return least_loaded(replicas)
 
-        ready = candidates(fleet)
-        if ready:
-            r = least(ready)
-            return RouteDecision(r.pool, r.id)
-        prefill, decode = disaggregated(fleet)
-        if not (prefill and decode):
-            return RouteDecision.reject("no ready replica")
-        p, d = least(prefill), least(decode)
-        return RouteDecision(d.pool, d.id, prefill_pool=p.pool, prefill_replica=p.id)
+
+@register("least_kv")
+class LeastKV(Balancer):
+    """The replica with the lowest KV-cache usage (the memory a new request needs);
+    ties go to the fewest outstanding requests, then to fleet order."""
+
+    def pick(self, request: RequestView, replicas: list[ReplicaView], role: str) -> ReplicaView:
+        return min(replicas, key=lambda r: (r.kv_usage, r.running + r.waiting))
+
+
+@register("power_of_two")
+class PowerOfTwo(Balancer):
+    """Two distinct replicas at random, the less loaded of them (Mitzenmacher's power
+    of two choices: nearly the tail of least-loaded at the cost of two looks)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._rng = random.Random(seed)
+
+    def pick(self, request: RequestView, replicas: list[ReplicaView], role: str) -> ReplicaView:
+        if len(replicas) == 1:
+            return replicas[0]
+        a, b = self._rng.sample(replicas, 2)
+        return least_loaded([a, b])

@@ -35,3 +35,33 @@ def disaggregated(fleet: FleetView) -> tuple[list[ReplicaView], list[ReplicaView
     return [r for role, r in ready if role == "prefill"], [
         r for role, r in ready if role == "decode"
     ]
+
+
+def least_loaded(replicas: list[ReplicaView]) -> ReplicaView:
+    """The replica with the fewest outstanding requests; ties go to the least KV usage,
+    then to the first. Two passes without a key function: routers call this per request."""
+    loads = [r.running + r.waiting for r in replicas]
+    fewest = min(loads)
+    ties = [r for r, n in zip(replicas, loads, strict=True) if n == fewest]
+    return ties[0] if len(ties) == 1 else min(ties, key=lambda r: r.kv_usage)
+
+
+class Balancer:
+    """A router that picks one replica among candidates. Whole requests go to a ready
+    replica of the mixed pools; with only prefill and decode pools, ``pick`` chooses
+    each end (``role`` says which)."""
+
+    def route(self, request: RequestView, fleet: FleetView) -> RouteDecision:
+        ready = candidates(fleet)
+        if ready:
+            r = self.pick(request, ready, "mixed")
+            return RouteDecision(r.pool, r.id)
+        prefill, decode = disaggregated(fleet)
+        if not (prefill and decode):
+            return RouteDecision.reject("no ready replica")
+        p = self.pick(request, prefill, "prefill")
+        d = self.pick(request, decode, "decode")
+        return RouteDecision(d.pool, d.id, prefill_pool=p.pool, prefill_replica=p.id)
+
+    def pick(self, request: RequestView, replicas: list[ReplicaView], role: str) -> ReplicaView:
+        raise NotImplementedError
