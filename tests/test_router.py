@@ -237,3 +237,58 @@ def test_pd_pair_chooses_both_ends_and_sends_short_prompts_direct():
     assert (d.prefill_replica, d.replica) == ("pre-1", "dec-1")
     d = r.route(req(tokens=200), f)
     assert (d.prefill_replica, d.replica) == (None, "dec-1")
+
+
+def hetero(a100: list[ReplicaView], h100: list[ReplicaView]) -> FleetView:
+    return fleet(
+        PoolView("a100", "mixed", "Llama-3.1-8B", "A100-80GB", tuple(a100), 1.5),
+        PoolView("h100", "mixed", "Llama-3.1-8B", "H100-SXM", tuple(h100), 3.0),
+    )
+
+
+def slo_req(tokens: int, slo_class: str) -> RequestView:
+    return RequestView(0, 0.0, tokens, (), 16, None, "chat", 0.5, "en", "text", slo_class)
+
+
+def test_slo_aware_takes_the_cheapest_replica_that_meets_the_class():
+    from wrpfleet.router.predict import Predictor
+
+    f = hetero([rep(0, pool="a100")], [rep(0, pool="h100")])
+    pred = Predictor()
+    a = pred.predict(slo_req(4000, "x"), f.pools[0], list(f.pools[0].replicas))
+    h = pred.predict(slo_req(4000, "x"), f.pools[1], list(f.pools[1].replicas))
+    assert h.ttft_s[0] < a.ttft_s[0] and h.usd_per_token[0] > a.usd_per_token[0]  # fast, dear
+    between = float(a.ttft_s[0] + h.ttft_s[0]) / 2
+    r = build_router("slo_aware", {"ttft_s": 10.0, "classes": {"interactive": {"ttft_s": between}}})
+    assert r.route(slo_req(4000, "standard"), f).pool == "a100"  # both meet: cheaper
+    assert r.route(slo_req(4000, "interactive"), f).pool == "h100"  # only H100 meets
+    strict = build_router("slo_aware", {"ttft_s": float(h.ttft_s[0]) / 2})
+    assert strict.route(slo_req(4000, "standard"), f).pool == "h100"  # none: fastest
+
+
+def test_predicted_ttft_grows_with_the_queue_ahead():
+    from wrpfleet.pool.perf import Batch
+    from wrpfleet.router.predict import Predictor
+
+    f = hetero([rep(0, pool="a100")], [rep(0, pool="h100")])
+    pool = f.pools[1]
+    pred = Predictor()
+    idle, queued = pred.predict(
+        slo_req(1000, "x"), pool, [rep(0, pool="h100"), rep(1, pool="h100", waiting=4, tokens=8000)]
+    ).ttft_s
+    assert queued > 2 * idle
+    # One request alone: TTFT is its prefill step, by the performance model.
+    alone = pred.perf(pool).iteration_time(
+        Batch(prefill_tokens=1000, prefill_seqs=1, prefill_attn=1000 * 1001 / 2)
+    )
+    assert idle == pytest.approx(float(alone))
+
+
+def test_energy_aware_packs_busy_replicas_while_the_slo_holds():
+    busy, idle = rep(0, running=8, tokens=8 * 600), rep(1)
+    r = build_router("energy_aware", {"ttft_s": 5.0, "tpot_s": 0.2})
+    assert r.route(slo_req(500, "standard"), fleet(pool([idle, busy]))).replica == "p-0"
+    # The busy replica cannot hold a tight TPOT target any more: the idle one wakes.
+    swamped = rep(0, running=250, tokens=250 * 3000)
+    r = build_router("energy_aware", {"ttft_s": 5.0, "tpot_s": 0.02})
+    assert r.route(slo_req(500, "standard"), fleet(pool([swamped, idle]))).replica == "p-1"

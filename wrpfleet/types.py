@@ -116,6 +116,8 @@ class PoolView:
     min_replicas: int = 0
     max_replicas: int = 0
     target_replicas: int = 0
+    tp: int = 1  # GPUs per replica
+    dtype: str = "bf16"
 
     @property
     def ready(self) -> tuple[ReplicaView, ...]:

@@ -354,6 +354,8 @@ class Simulation:
             min_replicas=lo,
             max_replicas=hi,
             target_replicas=p.target,
+            tp=p.spec.tp,
+            dtype=p.spec.dtype,
         )
 
 
