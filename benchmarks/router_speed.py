@@ -22,6 +22,13 @@ from wrpfleet.types import FleetView, PoolView, ReplicaView, RequestView
 PARAMS: dict[str, dict[str, Any]] = {
     "context_length": {"routes": [{"pool": "short", "max_input_tokens": 2048}, {"pool": "long"}]},
     "scored": {"scorers": {"prefix": 2, "queue": 1, "kv": 1}},
+    "semantic": {
+        "rules": [
+            {"when": {"input_tokens": {"min": 2049}}, "pool": "long"},
+            {"when": {"any": [{"category": "code"}, {"keywords": ["refund"]}]}, "pool": "long"},
+        ],
+        "default": "short",
+    },
 }
 
 

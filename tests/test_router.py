@@ -59,10 +59,15 @@ def test_no_router_imports_simpy_ray_or_vllm():
     assert out.stdout.strip() == "[]"
 
 
+MINIMAL = {
+    "context_length": {"routes": [{"pool": "p"}]},
+    "semantic": {"rules": [{"when": {"category": "code"}, "pool": "p"}], "default": "p"},
+}
+
+
 @pytest.mark.parametrize("name", sorted(ROUTERS.classes))
 def test_every_router_rejects_when_nothing_is_ready(name):
-    params = {"routes": [{"pool": "p"}]} if name == "context_length" else {}
-    r = build_router(name, params)
+    r = build_router(name, MINIMAL.get(name, {}))
     d = r.route(req(), fleet(pool([rep(0, state="starting"), rep(1, state="draining")])))
     assert d.replica is None and d.reject_reason
 
@@ -292,3 +297,89 @@ def test_energy_aware_packs_busy_replicas_while_the_slo_holds():
     swamped = rep(0, running=250, tokens=250 * 3000)
     r = build_router("energy_aware", {"ttft_s": 5.0, "tpot_s": 0.02})
     assert r.route(slo_req(500, "standard"), fleet(pool([swamped, idle]))).replica == "p-1"
+
+
+def tagged(**kw: object) -> RequestView:
+    base = dict(
+        id=0,
+        arrival_s=0.0,
+        input_tokens=100,
+        prefix_blocks=(),
+        block_tokens=16,
+        session_id=None,
+        category="chat",
+        difficulty=0.5,
+        language="en",
+        modality="text",
+        slo_class="standard",
+        text="",
+    )
+    return RequestView(**{**base, **kw})
+
+
+SEMANTIC = {
+    "rules": [
+        {
+            "name": "hard code",
+            "priority": 10,
+            "when": {"all": [{"category": "code"}, {"difficulty": {"min": 0.7}}]},
+            "pool": "big",
+        },
+        {
+            "name": "long or Spanish",
+            "when": {"any": [{"input_tokens": {"min": 8000}}, {"language": ["es", "pt"]}]},
+            "pool": "long",
+        },
+        {"name": "refunds", "when": {"keywords": ["refund", "chargeback"]}, "pool": "support"},
+        {"name": "order ids", "when": {"regex": r"ORD-\d{6}"}, "pool": "support"},
+        {"name": "not text", "when": {"not": {"modality": "text"}}, "pool": "big"},
+    ],
+    "default": "small",
+}
+
+
+@pytest.mark.parametrize(
+    ("request_", "pool", "rule"),
+    [
+        (tagged(category="code", difficulty=0.9), "big", "hard code"),
+        (tagged(category="code", difficulty=0.9, input_tokens=9000), "big", "hard code"),
+        (tagged(category="code", difficulty=0.3, input_tokens=9000), "long", "long or Spanish"),
+        (tagged(language="pt"), "long", "long or Spanish"),
+        (tagged(text="I want a REFUND now"), "support", "refunds"),
+        (tagged(text="refunded twice"), "small", "default"),  # whole words only
+        (tagged(text="where is ORD-123456?"), "support", "order ids"),
+        (tagged(modality="image"), "big", "not text"),
+        (tagged(), "small", "default"),
+    ],
+)
+def test_semantic_rules_pick_by_priority_then_order(request_, pool, rule):
+    r = build_router("semantic", SEMANTIC)
+    assert r.decide(request_) == (pool, rule)
+
+
+def test_semantic_routes_into_the_chosen_pool_and_balances_there():
+    r = build_router("semantic", SEMANTIC)
+    f = fleet(
+        pool([rep(0, pool="small", running=3), rep(1, pool="small")], "small"),
+        pool([rep(0, pool="big")], "big"),
+    )
+    assert r.route(tagged(), f).replica == "small-1"
+    assert r.route(tagged(category="code", difficulty=1.0), f).replica == "big-0"
+    d = r.route(tagged(language="es"), f)
+    assert d.replica is None and d.reject_reason == "long or Spanish: no ready replica in pool long"
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ([{"when": {"colour": "red"}, "pool": "a"}], r"rules\[0\]\.when\.colour: unknown signal"),
+        ([{"when": {"regex": "("}, "pool": "a"}], r"rules\[0\]\.when\.regex: bad regex"),
+        ([{"when": {"all": []}, "pool": "a"}], "all takes a non-empty list"),
+        ([{"when": {"difficulty": 0.5}, "pool": "a"}], r"difficulty takes \{min: x, max: y\}"),
+        ([{"pool": "a"}], "a rule has when and pool"),
+        ([{"when": {"category": "a"}, "pool": "a", "weight": 2}], "unknown: weight"),
+    ],
+)
+def test_semantic_rule_errors_say_where(rules, message):
+    with pytest.raises(InputError, match=message):
+        build_router("semantic", {"rules": rules})

@@ -47,6 +47,7 @@ class Request:
     language: str = "en"
     modality: str = "text"
     slo_class: str = "standard"
+    text: str = ""  # the prompt, where a trace carries it (keyword and regex routing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class RequestView:
     language: str
     modality: str
     slo_class: str
+    text: str = ""
 
     @classmethod
     def of(cls, r: Request) -> RequestView:
@@ -79,6 +81,7 @@ class RequestView:
             r.language,
             r.modality,
             r.slo_class,
+            r.text,
         )
 
 

@@ -4,7 +4,7 @@ Nothing here imports simpy, ray or vllm: the simulator and the Ray Serve ingress
 build the same `FleetView` from their own state and call the same `route`.
 """
 
-from wrpfleet.router import affinity, balance, pools, scored, slo
+from wrpfleet.router import affinity, balance, pools, scored, semantic, slo
 from wrpfleet.router.base import ROUTERS, Balancer, Router, build_router, candidates
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "candidates",
     "pools",
     "scored",
+    "semantic",
     "slo",
 ]

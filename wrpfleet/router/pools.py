@@ -19,7 +19,7 @@ from wrpfleet.schema import Spec, validate
 from wrpfleet.types import FleetView, ReplicaView, RequestView, RouteDecision
 
 
-def _balancer(name: str, params: dict[str, Any] | None) -> Balancer:
+def balancer(name: str, params: dict[str, Any] | None) -> Balancer:
     """A load balancer by router name, for use inside a pool."""
     b = build_router(name, params)
     if not isinstance(b, Balancer):
@@ -60,7 +60,7 @@ class ContextLength:
         self.routes = [validate(LengthRoute, r, path=None) for r in routes]
         if not self.routes:
             raise InputError("routes must name at least one pool", field="router.params.routes")
-        self.balance = _balancer(balance, balance_params)
+        self.balance = balancer(balance, balance_params)
         self.pools_named = {r.pool for r in self.routes}  # checked against the scenario's
 
     def pool_for(self, request: RequestView) -> list[str]:

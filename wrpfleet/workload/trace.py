@@ -61,9 +61,10 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "language": ("language",),
     "modality": ("modality",),
     "slo_class": ("slo_class",),
+    "text": ("text", "prompt"),
 }
 REQUIRED = ("arrival_s", "input_tokens", "output_tokens")
-TAGS = ("category", "language", "modality", "slo_class")
+TAGS = ("category", "language", "modality", "slo_class", "text")
 
 # Copies of a trace overlaid to scale its rate up get prefix ids this far apart,
 # so a copy does not hit the cache on its twin's identical prompts.
@@ -654,6 +655,7 @@ class TraceWorkload(Spec):
                 language=extra.get("language", self.language),
                 modality=extra.get("modality", "text"),
                 slo_class=extra.get("slo_class", self.slo_class),
+                text=extra.get("text", ""),
             )
 
 
