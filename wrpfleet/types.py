@@ -121,6 +121,7 @@ class PoolView:
     target_replicas: int = 0
     tp: int = 1  # GPUs per replica
     dtype: str = "bf16"
+    max_num_seqs: int = 256  # the engine's batch limit
 
     @property
     def ready(self) -> tuple[ReplicaView, ...]:

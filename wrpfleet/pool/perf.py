@@ -33,9 +33,13 @@ from typing import Any
 import numpy as np
 
 from wrpfleet.pool.catalog import GPU, ModelArch
+from wrpfleet.pool.catalog import gpu as gpu_spec
+from wrpfleet.pool.catalog import model as model_spec
 
 Num = float | np.ndarray
 CUDA_CONTEXT_W = 46.0
+COLD_START_FIXED_S = 30.0  # container, engine start, CUDA graph capture (an estimate)
+LOAD_GB_S = 2.0  # weight loading per GPU from local NVMe (an estimate)
 
 
 @dataclass(slots=True)
@@ -169,3 +173,18 @@ class PerfModel:
         """A ready replica with nothing to do: its GPUs at idle plus the CUDA context
         an engine holds (26-66 W over bare idle, arXiv 2605.23918; the midpoint)."""
         return self.tp * (self.gpu.idle_w + CUDA_CONTEXT_W)
+
+    @property
+    def cold_start_s(self) -> float:
+        """Seconds from start to ready, estimated: a fixed start plus the weights over
+        the load bandwidth of the replica's GPUs."""
+        return COLD_START_FIXED_S + self.weight_bytes / (self.tp * LOAD_GB_S * 1e9)
+
+
+@cache
+def perf_model(
+    gpu: str, model: str, tp: int = 1, dtype: str = "bf16", stack: str = "vllm"
+) -> PerfModel:
+    """The performance model of a pool's replicas by catalog names (policies use it to
+    predict; built once per pool kind)."""
+    return PerfModel(gpu_spec(gpu), model_spec(model), tp, dtype, Constants.fitted(stack))

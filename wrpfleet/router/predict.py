@@ -13,9 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wrpfleet.pool.catalog import gpu as gpu_spec
-from wrpfleet.pool.catalog import model as model_spec
-from wrpfleet.pool.perf import Batch, Constants, PerfModel
+from wrpfleet.pool.perf import Batch, PerfModel, perf_model
 from wrpfleet.types import PoolView, ReplicaView, RequestView
 
 
@@ -32,21 +30,13 @@ class Predictions:
 
 
 class Predictor:
-    """Per-pool performance models, built once from the pools' GPU, model and TP."""
+    """Predictions from the pools' performance models (the ``stack``'s fitted constants)."""
 
     def __init__(self, stack: str = "vllm") -> None:
-        self.constants = Constants.fitted(stack)
-        self._models: dict[tuple[str, str, int, str], PerfModel] = {}
+        self.stack = stack
 
     def perf(self, pool: PoolView) -> PerfModel:
-        key = (pool.gpu, pool.model, pool.tp, pool.dtype)
-        m = self._models.get(key)
-        if m is None:
-            m = PerfModel(
-                gpu_spec(pool.gpu), model_spec(pool.model), pool.tp, pool.dtype, self.constants
-            )
-            self._models[key] = m
-        return m
+        return perf_model(pool.gpu, pool.model, pool.tp, pool.dtype, self.stack)
 
     def predict(
         self, request: RequestView, pool: PoolView, replicas: list[ReplicaView]

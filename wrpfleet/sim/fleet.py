@@ -52,16 +52,9 @@ def kv_blocks(pool: PoolSpec, perf: PerfModel) -> int:
     return blocks
 
 
-COLD_START_FIXED_S = 30.0  # container, engine start, CUDA graph capture (an estimate)
-LOAD_GB_S = 2.0  # weight loading per GPU from local NVMe (an estimate)
-
-
 def cold_start_s(pool: PoolSpec, perf: PerfModel) -> float:
-    """Seconds from scale-up to ready: the pool's own figure, or a fixed start plus the
-    weights over the load bandwidth of its GPUs."""
-    if pool.cold_start_s is not None:
-        return pool.cold_start_s
-    return COLD_START_FIXED_S + perf.weight_bytes / (pool.tp * LOAD_GB_S * 1e9)
+    """Seconds from scale-up to ready: the pool's own figure, or the estimate."""
+    return pool.cold_start_s if pool.cold_start_s is not None else perf.cold_start_s
 
 
 @dataclass
@@ -356,6 +349,7 @@ class Simulation:
             target_replicas=p.target,
             tp=p.spec.tp,
             dtype=p.spec.dtype,
+            max_num_seqs=p.spec.engine.max_num_seqs,
         )
 
 
