@@ -14,7 +14,7 @@ def _positive(**values: float) -> None:
     bad = {k: v for k, v in values.items() if not v > 0}
     if bad:
         raise InputError(
-            "must be > 0: " + ", ".join(f"{k} (got {v})" for k, v in bad.items()),
+            "; ".join(f"{k} must be > 0, got {v}" for k, v in bad.items()),
             field="autoscaler.params",
         )
 
