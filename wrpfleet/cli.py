@@ -247,6 +247,131 @@ def simulate_cmd(
     out.print(f"outputs: {paths['summary'].parent}/ ({', '.join(p.name for p in paths.values())})")
 
 
+@app.command("compare")
+def compare_cmd(
+    scenario: ScenarioArg,
+    routers: Annotated[
+        str | None,
+        typer.Option(help="Routers to compare, comma-separated (default: the scenario's)."),
+    ] = None,
+    autoscalers: Annotated[
+        str | None,
+        typer.Option(
+            help="Autoscalers, comma-separated; 'none' for a fixed fleet (default: the "
+            "scenario's). Every router runs with every autoscaler."
+        ),
+    ] = None,
+    loads: Annotated[
+        str,
+        typer.Option(
+            help="Offered load as fractions of the fleet's simulated capacity: a list "
+            "(0.5,0.8) or a range (start:stop:step)."
+        ),
+    ] = "0.5,0.8",
+    seeds: Annotated[
+        int, typer.Option(min=1, help="Seeds per cell (95% intervals over them).")
+    ] = 3,
+    workload: WorkloadOpt = None,
+    pools: PoolsOpt = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Output folder (default: runs/<name>-compare)."),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Run the grid on Ray ('local' starts Ray on this machine; needs the serve "
+            "extra). Results are identical to an in-process run.",
+        ),
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Compare routers (and autoscalers) over a grid of loads and seeds with common random
+    numbers; write compare.csv, compare.json and compare.html, and print the table."""
+    from wrpfleet.analysis.compare import NO_AUTOSCALER, compare, parse_loads, write
+    from wrpfleet.config import load_scenario
+    from wrpfleet.progress import progress
+
+    s = load_scenario(scenario, workload=workload, pools=pools)
+    names = [x.strip() for x in (routers or s.router.policy).split(",") if x.strip()]
+    default_scaler = s.autoscaler.policy if s.autoscaler else NO_AUTOSCALER
+    scalers = [x.strip() for x in (autoscalers or default_scaler).split(",") if x.strip()]
+    from wrpfleet.autoscale import AUTOSCALERS
+    from wrpfleet.router import ROUTERS
+
+    for n in names:
+        if n not in ROUTERS.classes:
+            raise InputError(
+                f"unknown router {n!r}; available: {', '.join(sorted(ROUTERS.classes))}",
+                field="--routers",
+            )
+    for a in scalers:
+        if a != NO_AUTOSCALER and a not in AUTOSCALERS.classes:
+            known = ", ".join(sorted(AUTOSCALERS.classes))
+            raise InputError(
+                f"unknown autoscaler {a!r}; available: none, {known}", field="--autoscalers"
+            )
+    grid = parse_loads(loads)
+    runner = _ray_map(ray_address) if ray_address else None
+    total = len(names) * len(scalers) * len(grid) * seeds
+    with progress(f"comparing on {s.name}", total=total) as update:
+        records, cap = compare(
+            s, names, scalers, grid, seeds, runner, lambda i, n: update(i, f"{i}/{n} runs")
+        )
+    paths = write(records, out_dir or Path("runs") / f"{s.name}-compare", cap)
+    if json_out:
+        print(json.dumps(records, indent=2))
+        return
+    table = Table(title=f"{s.name}: capacity {cap:.1f} req/s, mean ± 95% over {seeds} seed(s)")
+    for col in ("policy", "load", "TTFT p99 s", "TPOT p99 ms", "SLO", "GPU-h", "J/tok"):
+        table.add_column(col, justify="left" if col == "policy" else "right", no_wrap=True)
+
+    def fmt(rec: dict, key: str, scale: float = 1.0, digits: int = 3) -> str:
+        v, (lo, hi) = rec.get(key), rec.get(f"{key}_ci", [None, None])
+        if v is None or v != v:
+            return "-"
+        text = f"{v * scale:.{digits}f}"
+        if seeds > 1 and lo is not None and hi is not None and hi > lo:
+            text += f"±{(hi - lo) / 2 * scale:.{digits}f}"
+        return text
+
+    for rec in records:
+        scaler = rec["autoscaler"]
+        table.add_row(
+            rec["router"] + ("" if scaler == NO_AUTOSCALER else f" + {scaler}"),
+            f"{rec['load']:g}",
+            fmt(rec, "ttft_p99_s"),
+            fmt(rec, "tpot_p99_s", 1e3, 1),
+            fmt(rec, "slo_attainment", digits=2),
+            fmt(rec, "gpu_hours", digits=2),
+            fmt(rec, "j_per_output_token", digits=2),
+        )
+    out.print(table)
+    out.print(f"outputs: {paths[0].parent}/ ({', '.join(p.name for p in paths)})")
+
+
+def _ray_map(address: str):
+    """A map over the grid's runs as Ray tasks, results in grid order."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError(
+            "--ray-address needs Ray: pip install 'wrpfleet[serve]'", field="--ray-address"
+        ) from None
+
+    def run(fn, cells):
+        if not ray.is_initialized():
+            if address == "local":
+                ray.init(include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, log_to_driver=False)
+        task = ray.remote(fn)
+        return ray.get([task.remote(c) for c in cells])
+
+    return run
+
+
 def _print_run(s: dict[str, Any]) -> None:
     def ms(x: float | None) -> str:
         return "-" if x is None else f"{x * 1e3:,.1f} ms"

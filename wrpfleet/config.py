@@ -8,13 +8,21 @@ the YAML path of the field, the bad value and what is allowed.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveFloat, field_validator, model_validator
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from wrpfleet.autoscale import AUTOSCALERS
@@ -178,6 +186,14 @@ class Scenario(Spec):
         None, description="stop issuing requests after this many seconds (None: workload's end)"
     )
     seed: NonNegativeInt = 0
+    max_requests: PositiveInt | None = Field(
+        None, description="stop issuing requests after this many (None: no limit)"
+    )
+    rate_scale: PositiveFloat = Field(
+        1.0,
+        description="offered load multiplier: arrival times are divided by it (compare "
+        "sweeps load this way)",
+    )
     outputs: Outputs = Outputs()
 
     @field_validator("name")
@@ -211,9 +227,14 @@ class Scenario(Spec):
     def requests(self) -> Iterator[Request]:
         """The requests this scenario issues: its workload, seeded, cut at ``duration_s``."""
         stream = self.workload.requests(self.seed)
-        if self.duration_s is None:
-            return stream
-        return itertools.takewhile(lambda r: r.arrival_s < self.duration_s, stream)
+        if self.rate_scale != 1.0:
+            k = self.rate_scale
+            stream = (dataclasses.replace(r, arrival_s=r.arrival_s / k) for r in stream)
+        if self.duration_s is not None:
+            stream = itertools.takewhile(lambda r: r.arrival_s < self.duration_s, stream)
+        if self.max_requests is not None:
+            stream = itertools.islice(stream, self.max_requests)
+        return stream
 
 
 def load_scenario(

@@ -64,3 +64,60 @@ def write_html(fig: go.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.write_html(path, include_plotlyjs=True, full_html=True)
     return path
+
+
+COMPARE_PANELS = (
+    ("ttft_p99_s", "p99 TTFT (s)"),
+    ("tpot_p99_s", "p99 TPOT (s)"),
+    ("slo_attainment", "SLO attainment"),
+    ("j_per_output_token", "J per output token"),
+    ("gpu_hours", "GPU-hours"),
+    ("cost_usd", "cost (USD)"),
+)
+
+
+def compare_figure(records: list[dict], capacity_req_s: float) -> go.Figure:
+    """Latency, SLO attainment, energy and cost against offered load, one line per
+    policy, with 95% intervals over seeds as error bars."""
+    fig = make_subplots(rows=3, cols=2, subplot_titles=[t for _, t in COMPARE_PANELS])
+    policies = list(dict.fromkeys((r["router"], r["autoscaler"]) for r in records))
+    palette = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
+    for i, (router, scaler) in enumerate(policies):
+        rows = sorted(
+            (r for r in records if (r["router"], r["autoscaler"]) == (router, scaler)),
+            key=lambda r: r["load"],
+        )
+        name = router if scaler == "none" else f"{router} + {scaler}"
+        x = [r["load"] for r in rows]
+        for k, (key, _) in enumerate(COMPARE_PANELS):
+            y = [r.get(key) for r in rows]
+            ci = [r.get(f"{key}_ci", [None, None]) for r in rows]
+            plus = [
+                hi - m if hi is not None and m is not None else 0
+                for m, (_, hi) in zip(y, ci, strict=True)
+            ]
+            minus = [
+                m - lo if lo is not None and m is not None else 0
+                for m, (lo, _) in zip(y, ci, strict=True)
+            ]
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=y,
+                    mode="lines+markers",
+                    name=name,
+                    legendgroup=name,
+                    showlegend=k == 0,
+                    line={"color": palette[i % len(palette)]},
+                    error_y={"type": "data", "array": plus, "arrayminus": minus, "visible": True},
+                ),
+                row=k // 2 + 1,
+                col=k % 2 + 1,
+            )
+    fig.update_xaxes(title_text=f"offered load (fraction of {capacity_req_s:.1f} req/s)")
+    fig.update_layout(
+        title="Policies under load (mean and 95% interval over seeds)",
+        height=1100,
+        template="plotly_white",
+    )
+    return fig
