@@ -159,3 +159,33 @@ def test_compare_cli_json(tmp_path):
         cwd=REPO,
     )
     assert bad.returncode == 2 and "unknown router 'x'" in bad.stderr
+
+
+def test_compare_on_ray_gives_the_in_process_results(tmp_path):
+    args = [
+        sys.executable,
+        "-m",
+        "wrpfleet.cli",
+        "compare",
+        "sim/quickstart.yaml",
+        "--routers",
+        "least_requests,random",
+        "--loads",
+        "0.4,0.8",
+        "--seeds",
+        "2",
+        "--json",
+    ]
+    local = subprocess.run(
+        [*args, "--out", str(tmp_path / "a")], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    on_ray = subprocess.run(
+        [*args, "--out", str(tmp_path / "b"), "--ray-address", "local"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert local.returncode == 0, local.stderr
+    assert on_ray.returncode == 0, on_ray.stderr
+    assert json.loads(on_ray.stdout) == json.loads(local.stdout)

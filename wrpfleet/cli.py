@@ -7,6 +7,7 @@ on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -363,7 +364,7 @@ def _ray_map(address: str):
     def run(fn, cells):
         if not ray.is_initialized():
             if address == "local":
-                ray.init(include_dashboard=False, log_to_driver=False)
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
             else:
                 ray.init(address=address, log_to_driver=False)
         task = ray.remote(fn)
