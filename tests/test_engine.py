@@ -181,6 +181,11 @@ def check_invariants(res: SimResult) -> None:
     assert float(np.nansum(df["energy_j"])) == pytest.approx(
         float(reps["active_energy_j"].sum()), rel=1e-6
     )
+    # Cost: the requests' shares are the replicas' busy time at their price.
+    assert float(np.nansum(df["cost_usd"])) == pytest.approx(
+        float(reps["active_cost_usd"].sum()), rel=1e-6
+    )
+    assert (reps["active_cost_usd"] <= reps["cost_usd"] * (1 + 1e-12)).all()
     # Busy time never exceeds the run.
     assert (reps["busy_s"] <= s["duration_s"] * (1 + 1e-12)).all()
     assert (reps["busy_s"] >= 0).all() and (reps["idle_energy_j"] >= 0).all()
@@ -193,7 +198,7 @@ def check_invariants(res: SimResult) -> None:
     assert (done["energy_j"] > 0).all()
     # Rejected rows carry no measurements.
     rej = df[df["rejected"].notna()]
-    assert rej[["queue_s", "ttft_s", "e2e_s", "energy_j"]].isna().all().all()
+    assert rej[["queue_s", "ttft_s", "e2e_s", "energy_j", "cost_usd"]].isna().all().all()
 
 
 # ----------------------------------------------------------------------------- 1. step times
@@ -234,6 +239,9 @@ def test_single_request_times_follow_the_perf_model(tmp_path, fast):
         float(p.power_w(b, p.iteration_time(b))) * float(p.iteration_time(b)) for b in steps
     )
     assert row["energy_j"] == pytest.approx(energy, rel=1e-9)
+    # Cost: every step's time at the GPU's price, all of it this request's.
+    price = gpu(GPU).price_per_gpu_hour
+    assert row["cost_usd"] == pytest.approx(price * (ttft + sum(decodes)) / 3600, rel=1e-9)
     assert res.summary["engine_steps"] == 100
     assert res.replicas["busy_s"].iloc[0] == pytest.approx(row["e2e_s"], rel=1e-9)
     assert res.summary["duration_s"] == pytest.approx(row["e2e_s"], rel=1e-9)

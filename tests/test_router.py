@@ -383,3 +383,54 @@ def test_semantic_routes_into_the_chosen_pool_and_balances_there():
 def test_semantic_rule_errors_say_where(rules, message):
     with pytest.raises(InputError, match=message):
         build_router("semantic", {"rules": rules})
+
+
+def two_models() -> FleetView:
+    return fleet(
+        PoolView("small", "mixed", "Llama-3.1-8B", "H100-SXM", (rep(0, pool="small"),), 3.0),
+        PoolView("big", "mixed", "Llama-3.1-70B", "H100-SXM", (rep(0, pool="big"),), 12.0, tp=4),
+    )
+
+
+def test_cascade_escalates_when_the_small_model_is_predicted_to_fail():
+    from wrpfleet.pool.quality import p_good
+
+    r = build_router("cascade", {"threshold": 0.8})
+    f = two_models()
+    easy, hard = tagged(difficulty=0.2), tagged(difficulty=0.6)
+    assert p_good("Llama-3.1-8B", "chat", 0.2) >= 0.8 > p_good("Llama-3.1-8B", "chat", 0.6)
+    assert r.route(easy, f).pool == "small"  # the cheaper pool first
+    assert r.route(hard, f).pool == "big"
+    # Harder than either can do well: the last (largest) pool.
+    assert r.route(tagged(difficulty=1.0), f).pool == "big"
+    # The router's belief can be overridden per model and category.
+    sure = build_router(
+        "cascade", {"threshold": 0.8, "capabilities": {"Llama-3.1-8B": {"chat": 0.99}}}
+    )
+    assert sure.route(hard, f).pool == "small"
+
+
+def test_bandit_learns_per_context_which_pool_pays():
+    """Code needs the big model (the small one fails it); chat is answered well by
+    both, and the small one costs less: after a few hundred outcomes the bandit
+    sends code to big and chat to small."""
+    from wrpfleet.types import Outcome
+
+    r = build_router("bandit", {"exploration": 0.3, "energy": 0.0, "cost": 0.2})
+    f = two_models()
+    truth = {("code", "small"): 0.0, ("code", "big"): 1.0, ("chat", "small"): 1.0}
+    price = {"small": 1.0, "big": 4.0}  # USD per million output tokens
+    for i in range(600):
+        category = "code" if i % 2 else "chat"
+        req = tagged(id=i, category=category)
+        pool = r.route(req, f).pool
+        quality = truth.get((category, pool), 1.0)
+        r.observe(
+            Outcome(
+                i, pool, f"{pool}-0", 0.0, 0.1, 1.0, 100, 10.0, price[pool] * 100 / 1e6, quality
+            )
+        )
+    late = [r.route(tagged(id=1000 + i, category=c), f).pool for i, c in enumerate(["code"] * 20)]
+    assert late.count("big") >= 18
+    late = [r.route(tagged(id=2000 + i, category="chat"), f).pool for i in range(20)]
+    assert late.count("small") >= 18

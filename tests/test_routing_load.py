@@ -103,3 +103,44 @@ def test_context_length_pools_protect_short_prompts():
 
     assert set(split.requests[split.requests["input_tokens"] > 2048]["pool"]) == {"long"}
     assert short_p99(split) < 0.8 * short_p99(mixed), (short_p99(split), short_p99(mixed))
+
+
+def test_cascade_and_bandit_trade_quality_against_cost():
+    """Easy chat and hard reasoning on a small (8B, one H100) and a big (70B, four
+    H100s) pool: the cascade answers better than the small model alone and costs less
+    than the big one alone; the bandit learns to send the hard requests to the big
+    model and the easy ones to the small."""
+    workload = {
+        "arrival": {"process": "poisson", "rate": 4.0},
+        "classes": [
+            {
+                "preset": "chat",
+                "output": 100,
+                "difficulty": {"dist": "uniform", "low": 0.0, "high": 0.3},
+            },
+            {
+                "preset": "reasoning",
+                "output": 100,
+                "difficulty": {"dist": "uniform", "low": 0.6, "high": 0.9},
+            },
+        ],
+        "duration_s": None,
+        "num_requests": 1500,
+    }
+    pools = [
+        {**H100_8B, "name": "small", "replicas": 1},
+        {"model": "Llama-3.1-70B", "gpu": "H100-SXM", "tp": 4, "name": "big", "replicas": 1},
+    ]
+
+    def only(pool: str) -> dict:
+        return {"policy": "context_length", "params": {"routes": [{"pool": pool}]}}
+
+    small, big = run(workload, pools, only("small")), run(workload, pools, only("big"))
+    cascade = run(workload, pools, {"policy": "cascade", "params": {"threshold": 0.8}})
+    q = {k: r.summary["quality_mean"] for k, r in (("small", small), ("big", big), ("c", cascade))}
+    assert q["small"] < q["c"] <= q["big"] + 0.02, q
+    assert cascade.summary["usd_per_m_output_tokens"] < big.summary["usd_per_m_output_tokens"]
+    bandit = run(workload, pools, {"policy": "bandit", "params": {"exploration": 0.2}}).requests
+    late = bandit[bandit["id"] >= 750]
+    share_big = late.groupby("category")["pool"].apply(lambda s: (s == "big").mean())
+    assert share_big["reasoning"] > 0.7 and share_big["chat"] < 0.3, share_big

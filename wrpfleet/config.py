@@ -186,6 +186,11 @@ class Scenario(Spec):
         None, description="stop issuing requests after this many seconds (None: workload's end)"
     )
     seed: NonNegativeInt = 0
+    capabilities: dict[str, dict[str, float]] = Field(
+        {},
+        description="answer quality model overrides: model -> category (or '*') -> "
+        "capability in [0, 1] (see wrpfleet.pool.quality)",
+    )
     max_requests: PositiveInt | None = Field(
         None, description="stop issuing requests after this many (None: no limit)"
     )
@@ -201,6 +206,14 @@ class Scenario(Spec):
     def _name(cls, v: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", v):
             raise ValueError("use letters, digits, '_', '.' and '-' only (it names the run folder)")
+        return v
+
+    @field_validator("capabilities")
+    @classmethod
+    def _capabilities(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        bad = [f"{m}.{c}" for m, cats in v.items() for c, x in cats.items() if not 0 <= x <= 1]
+        if bad:
+            raise ValueError(f"capabilities are in [0, 1]: {', '.join(bad)}")
         return v
 
     @model_validator(mode="after")

@@ -163,6 +163,10 @@ class Outcome:
     e2e_s: float
     output_tokens: int
     energy_j: float
+    cost_usd: float = 0.0
+    quality: float | None = None  # 1 good, 0 bad (simulation: the capability model)
+    category: str = "unknown"
+    model: str = ""
 
 
 @dataclass(frozen=True, slots=True)

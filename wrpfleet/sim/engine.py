@@ -46,8 +46,9 @@ PHASE_MIN_STEPS = 6.0  # fast mode advances stable batches in phases when runs a
 class Seq:
     """A request inside an engine, in vLLM's terms (computed tokens, not yet sampled).
 
-    While a sequence decodes implicitly, ``computed``, ``generated`` and ``energy_j``
-    hold their values at step ``joined`` (energy account ``joined_e``)."""
+    While a sequence decodes implicitly, ``computed``, ``generated``, ``energy_j`` and
+    ``cost_usd`` hold their values at step ``joined`` (accounts ``joined_e``,
+    ``joined_c``)."""
 
     req: Request
     arrived: float
@@ -64,12 +65,14 @@ class Seq:
     preemptions: int = 0
     cached_tokens: int = 0
     energy_j: float = 0.0
+    cost_usd: float = 0.0  # its share of the replicas' time, at their price
     rejected: str | None = None
     handoff: Callable[[Seq], None] | None = None  # prefill only: hand the KV on when done
     prefilled_on: str | None = None  # the prefill replica, for disaggregated serving
     order: int = 0  # admission number: running order
     joined: int = -1  # step at which it joined the implicit decodes; -1: explicit
     joined_e: float = 0.0
+    joined_c: float = 0.0
 
     @property
     def held(self) -> int:
@@ -139,6 +142,8 @@ class Replica:
         # (computed - step), count per residue of that offset, completion heap.
         self._k = 0
         self._e = 0.0
+        self._c = 0.0  # cost per token so far (the replica's time at its price)
+        self.price_per_s = 0.0  # set by the fleet
         self._n = 0
         self._off = 0
         self._residue = [0] * engine.block_size
@@ -292,7 +297,7 @@ class Replica:
             yield env.timeout(t)
             self._account(t, energy)
             self._stepping = False
-            self._apply(explicit, batch, energy)
+            self._apply(explicit, batch, energy, t)
             self._touch()
 
     def _schedule(self) -> tuple[list[tuple[Seq, int]], Batch]:
@@ -403,14 +408,19 @@ class Replica:
                 b.decode_ctx += s.computed + 1
         return b
 
-    def _apply(self, scheduled: list[tuple[Seq, int]], batch: Batch, energy: float) -> None:
+    def _apply(
+        self, scheduled: list[tuple[Seq, int]], batch: Batch, energy: float, t: float
+    ) -> None:
         now = self.env.now
-        share = energy / (batch.prefill_tokens + batch.decode_seqs)
+        tokens = batch.prefill_tokens + batch.decode_seqs
+        share, cost = energy / tokens, self.price_per_s * t / tokens
         self._k += 1
         self._e += share
+        self._c += cost
         done = self._completions()
         for s, n in scheduled:
             s.energy_j += share * n
+            s.cost_usd += cost * n
             s.computed += n
             if s.prefilling:
                 if s.computed < s.prompt_len:
@@ -440,7 +450,7 @@ class Replica:
 
     def _join(self, s: Seq) -> None:
         """A decoding sequence joins the implicit decodes at the current step."""
-        s.joined, s.joined_e = self._k, self._e
+        s.joined, s.joined_e, s.joined_c = self._k, self._e, self._c
         off = s.computed - self._k
         self._n += 1
         self._off += off
@@ -453,6 +463,7 @@ class Replica:
         s.computed += d
         s.generated += d
         s.energy_j += self._e - s.joined_e
+        s.cost_usd += self._c - s.joined_c
         s.blocks = self.kv.blocks_for(s.computed) - s.pinned_blocks
         off = s.computed - self._k
         self._n -= 1
@@ -544,6 +555,7 @@ class Replica:
             preemptions=prefilled.preemptions,
             cached_tokens=prefilled.cached_tokens,
             energy_j=prefilled.energy_j,
+            cost_usd=prefilled.cost_usd,
             prefilled_on=prefilled.prefilled_on,
         )
         self._tokens += s.req.input_tokens + s.req.output_tokens
@@ -659,6 +671,7 @@ class Replica:
         self._account(float(times[:done].sum()), spent, done)
         self._k += done
         self._e += spent / b
+        self._c += self.price_per_s * float(times[:done].sum()) / b
         self._run_length += done
         for s in self._completions():
             self._finish(s)

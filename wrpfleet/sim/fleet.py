@@ -151,6 +151,7 @@ class Simulation:
             state,
             self._pending.append,
         )
+        r.price_per_s = pool.price_per_replica_hour / 3600
         self._rebuild = True
         pool.replicas.append(r)
         self.replicas[name] = r

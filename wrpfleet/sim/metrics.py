@@ -3,7 +3,8 @@
 Requests in = completed + rejected + unfinished, always. Energy counts every GPU
 the fleet holds for the whole run: the steps' active energy (shared out to the
 requests in each step by tokens) and idle energy between steps; so the requests'
-shares plus idle energy add up to the total.
+shares plus idle energy add up to the total. Cost likewise: each step's time at
+the replica's price is shared out by tokens, and idle time is the fleet's.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from wrpfleet.config import Scenario
+from wrpfleet.pool.quality import draw, p_good
 from wrpfleet.types import Outcome, Request
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ PERCENTILES = (50, 90, 99)
 class Recorder:
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
+        self.models = {p.name: p.model for p in scenario.pools}
         self.cols: dict[str, list] = defaultdict(list)
         self.requests_in = 0
         self.end_s = 0.0
@@ -43,19 +46,34 @@ class Recorder:
         if seq.rejected:
             self._row(seq.req, seq.arrived, replica, None, seq.rejected)
             return None
-        self._row(seq.req, seq.arrived, replica, seq, None)
+        req, model = seq.req, self.models[replica.pool]
+        p = p_good(model, req.category, req.difficulty, self.scenario.capabilities)
+        quality = draw(self.scenario.seed, req.id, model, p)
+        self._row(req, seq.arrived, replica, seq, None, quality)
         return Outcome(
-            request_id=seq.req.id,
+            request_id=req.id,
             pool=replica.pool,
             replica=replica.name,
             arrival_s=seq.arrived,
             ttft_s=seq.first_token - seq.arrived,
             e2e_s=now - seq.arrived,
-            output_tokens=seq.req.output_tokens,
+            output_tokens=req.output_tokens,
             energy_j=seq.energy_j,
+            cost_usd=seq.cost_usd,
+            quality=quality,
+            category=req.category,
+            model=model,
         )
 
-    def _row(self, req: Request, released: float, replica, seq, reason: str | None) -> None:
+    def _row(
+        self,
+        req: Request,
+        released: float,
+        replica,
+        seq,
+        reason: str | None,
+        quality: float = np.nan,
+    ) -> None:
         c = self.cols
         c["id"].append(req.id)
         c["arrival_s"].append(req.arrival_s)
@@ -69,8 +87,9 @@ class Recorder:
         c["replica"].append(replica.name if replica else None)
         c["rejected"].append(reason)
         c["prefill_replica"].append(seq.prefilled_on if seq is not None else None)
+        c["quality"].append(quality)
         if seq is None:
-            for k in ("queue_s", "ttft_s", "tpot_s", "e2e_s", "energy_j"):
+            for k in ("queue_s", "ttft_s", "tpot_s", "e2e_s", "energy_j", "cost_usd"):
                 c[k].append(np.nan)
             c["cached_tokens"].append(0)
             c["preemptions"].append(0)
@@ -83,6 +102,7 @@ class Recorder:
         c["tpot_s"].append((e2e - ttft) / (n - 1) if n > 1 else np.nan)
         c["e2e_s"].append(e2e)
         c["energy_j"].append(seq.energy_j)
+        c["cost_usd"].append(seq.cost_usd)
         c["cached_tokens"].append(seq.cached_tokens)
         c["preemptions"].append(seq.preemptions)
 
@@ -107,6 +127,7 @@ class Recorder:
                         "active_energy_j": r.stats.active_energy_j,
                         "idle_energy_j": idle_s * pool.perf.idle_power_w,
                         "cost_usd": pool.price_per_replica_hour * held / 3600,
+                        "active_cost_usd": pool.price_per_replica_hour * r.stats.busy_s / 3600,
                         "unfinished": len(r.running) + len(r.waiting),
                     }
                 )
@@ -183,6 +204,10 @@ class Recorder:
         out["j_per_output_token"] = (active + idle) / output_tokens if output_tokens else None
         prompt = int(done["input_tokens"].sum()) if completed else 0
         out["prefix_hit_rate"] = float(done["cached_tokens"].sum()) / prompt if prompt else 0.0
+        out["quality_mean"] = float(done["quality"].mean()) if completed else None
+        out["usd_per_m_output_tokens"] = (
+            out["cost_usd"] / output_tokens * 1e6 if output_tokens else None
+        )
         out["preemptions"] = int(done["preemptions"].sum()) if completed else 0
         out["engine_events"] = int(reps["events"].sum()) if len(reps) else 0
         out["engine_steps"] = int(reps["steps"].sum()) if len(reps) else 0
