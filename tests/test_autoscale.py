@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from wrpfleet.autoscale import TargetOngoing, build_autoscaler
+from wrpfleet.autoscale import AUTOSCALERS, TargetOngoing, build_autoscaler
 from wrpfleet.config import Scenario
 from wrpfleet.errors import InputError
 from wrpfleet.pool.catalog import gpu, model
@@ -291,3 +291,29 @@ def test_autoscalers_save_gpu_hours_on_a_diurnal_day_and_hold_the_slo(policy, pa
     assert summary["gpu_hours"] < 0.85 * peak, summary["gpu_hours"]
     assert summary["slo_attainment"] >= 0.95, summary["slo_attainment"]
     assert summary["scale_events"] >= 2
+
+
+@pytest.mark.parametrize("policy", sorted(AUTOSCALERS.classes))
+def test_every_autoscaler_stays_within_min_and_max_and_says_why(policy):
+    """Flooded, each scales to max_replicas and no further; idle, to min_replicas and
+    no further (the pool's target follows each decision, as in the simulator)."""
+    scaler = build_autoscaler(policy)
+
+    def view(load: int, kv: int, target: int) -> PoolView:
+        replicas = tuple(
+            ReplicaView(f"p-{i}", "p", "ready", load, load, 100 * load, kv, 10000)
+            for i in range(target)
+        )
+        return PoolView("p", "mixed", "Llama-3.1-8B", "H100-SXM", replicas, 3.0, 1, 3, target)
+
+    target = 2
+    for t in range(0, 4000, 10):
+        d = scaler.decide(view(300, 9000, target), PoolMetrics(10_000.0, 10.0), float(t))
+        assert 1 <= d.target <= 3 and d.reason
+        target = d.target
+    assert target == 3
+    for t in range(4000, 8000, 10):
+        d = scaler.decide(view(0, 0, target), PoolMetrics(0.0, 10.0), float(t))
+        assert 1 <= d.target <= 3 and d.reason
+        target = d.target
+    assert target == 1

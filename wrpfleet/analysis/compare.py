@@ -5,7 +5,8 @@ workload, seeded, with its arrival times compressed to the load), so differences
 between policies are the policies'. Load is offered as a fraction of the fleet's
 simulated capacity: the completion rate of the fleet when a large batch of the
 workload's requests arrives at once, measured between the 10th and the 90th
-percentile completion, away from the start-up and drain transients.
+percentile completion, away from the start-up and drain transients, on the fleet
+as specified (its initial replicas, whatever the autoscaler later does).
 """
 
 from __future__ import annotations
@@ -91,6 +92,12 @@ def with_policies(s: Scenario, router: str, autoscaler: str) -> Scenario:
 
 def offered_rate(s: Scenario, limit: int = 100_000) -> float:
     """Requests/s the scenario's workload offers (over its first ``limit`` requests)."""
+    if getattr(getattr(s.workload, "arrival", None), "process", None) == "closed":
+        raise InputError(
+            "a closed loop sets its own rate (each user waits for its answer): compare "
+            "offers load to open workloads (Poisson, bursty, diurnal, traces)",
+            field="workload",
+        )
     times = [r.arrival_s for _, r in zip(range(limit), s.requests(), strict=False)]
     if len(times) < 2 or times[-1] <= times[0]:
         raise InputError(
