@@ -434,3 +434,21 @@ def test_bandit_learns_per_context_which_pool_pays():
     assert late.count("big") >= 18
     late = [r.route(tagged(id=2000 + i, category="chat"), f).pool for i in range(20)]
     assert late.count("small") >= 18
+
+
+def test_scored_presets_match_the_single_policies():
+    """`scored` with the queue scorer alone is least-outstanding-requests, with the KV
+    scorer alone least-KV: on random views they pick equally loaded replicas (the
+    single policies are kept as direct code, ten times cheaper a decision)."""
+    import random
+
+    rng = random.Random(5)
+    queue = build_router("scored", {"scorers": {"queue": 1}})
+    kv = build_router("scored", {"scorers": {"kv": 1}})
+    for _ in range(200):
+        f = fleet(pool([rep(i, running=rng.randrange(6), kv=rng.randrange(50)) for i in range(6)]))
+        views = {r.id: r for r in f.pools[0].replicas}
+        a, b = queue.route(req(), f).replica, build_router("least_requests").route(req(), f).replica
+        assert views[a].outstanding == views[b].outstanding
+        a, b = kv.route(req(), f).replica, build_router("least_kv").route(req(), f).replica
+        assert views[a].kv_usage == views[b].kv_usage
