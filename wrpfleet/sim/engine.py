@@ -130,6 +130,9 @@ class Replica:
         self._head_cached = False
         self._tokens = 0  # prompt + output tokens of every request here
         self.on_change = on_change
+        # Called after each step with the sequences that made a token (the twin
+        # engine streams them); needs the reference mode, where every step is one.
+        self.on_tokens: Callable[[list[Seq], float], None] | None = None
         self._stale = True  # something a view shows changed since the last one
         self.view_until = 0.0  # inside a fast phase, the view is valid until then
         self._view: ReplicaView | None = None
@@ -414,6 +417,9 @@ class Replica:
         now = self.env.now
         tokens = batch.prefill_tokens + batch.decode_seqs
         share, cost = energy / tokens, self.price_per_s * t / tokens
+        produced = None
+        if self.on_tokens is not None:  # the implicit decodes each made a token
+            produced = [s for s in self.running if s.joined >= 0]
         self._k += 1
         self._e += share
         self._c += cost
@@ -436,11 +442,15 @@ class Replica:
                     s.handoff(s)
                     continue
             s.generated += 1
+            if produced is not None:
+                produced.append(s)
             if s.generated >= s.req.output_tokens:
                 done.append(s)
             else:
                 self._join(s)
         self._explicit = [s for s in self._explicit if s.prefilling and s in self.running]
+        if produced:
+            self.on_tokens(produced, now)
         if len(done) > 1:
             done.sort(key=lambda s: s.order)
         for s in done:
@@ -456,6 +466,10 @@ class Replica:
         self._off += off
         self._residue[off % self.kv.block_size] += 1
         heapq.heappush(self._heap, (self._k + s.req.output_tokens - s.generated, s.order, s))
+
+    def generated(self, s: Seq) -> int:
+        """Tokens a sequence has generated so far, implicit or not."""
+        return s.generated + (self._k - s.joined if s.joined >= 0 else 0)
 
     def _materialize(self, s: Seq) -> None:
         """Bring an implicit sequence's counters to now and take it out of the aggregates."""
