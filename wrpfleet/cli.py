@@ -373,6 +373,109 @@ def _ray_map(address: str):
     return run
 
 
+@app.command("twin")
+def twin_cmd(
+    pools: Annotated[Path, typer.Argument(help="A pool spec file (pools: [...]).")],
+    pool: Annotated[str | None, typer.Option(help="Which pool (default: the first).")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    speed: Annotated[
+        float, typer.Option(help="Engine seconds per wall second (1: real time).")
+    ] = 1.0,
+) -> None:
+    """Serve one twin replica of a pool over an OpenAI-compatible API: the simulator's
+    engine in real time, streaming placeholder tokens at the performance model's
+    times (no GPU needed; energy is estimated)."""
+    import uvicorn
+
+    from wrpfleet.pool.spec import FleetSpec
+    from wrpfleet.schema import load_yaml_spec
+    from wrpfleet.serve.http import create_app
+    from wrpfleet.serve.twin import TwinEngine
+
+    fleet = load_yaml_spec(FleetSpec, pools)
+    chosen = next((p for p in fleet.pools if pool in (None, p.name)), None)
+    if chosen is None:
+        names = ", ".join(p.name for p in fleet.pools)
+        raise InputError(f"no pool {pool!r}; the file has {names}", path=pools)
+    app = create_app(TwinEngine(chosen, speed=speed), chosen.model)
+    err.print(
+        f"twin of pool {chosen.name} ({chosen.model} on {chosen.tp} x {chosen.gpu}) "
+        f"on http://{host}:{port}"
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@app.command("bench")
+def bench_cmd(
+    workload_path: Annotated[
+        Path, typer.Argument(metavar="WORKLOAD", help="A workload spec, trace or scenario.")
+    ],
+    endpoint: Annotated[
+        str, typer.Option(help="Base URL of an OpenAI-compatible server (no /v1).")
+    ] = "http://127.0.0.1:8000",
+    model: Annotated[
+        str | None, typer.Option(help="Model name to request (default: the endpoint's first).")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Issue no request after this many seconds.")
+    ] = None,
+    max_requests: Annotated[int | None, typer.Option(help="Issue at most N requests.")] = None,
+    seed: SeedOpt = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default: runs/<workload>-bench).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Replay a workload against an endpoint (open loop at its timestamps; sessions and
+    closed loops wait for answers), measure TTFT, TPOT and end-to-end from the stream,
+    and write requests.parquet and summary.json as `simulate` does."""
+    import asyncio
+
+    from wrpfleet.progress import progress
+    from wrpfleet.serve.bench import bench
+
+    src = _source(workload_path, "auto", False, seed)
+    with progress(f"bench {src.name}", total=None) as update:
+        df, summary = asyncio.run(
+            bench(
+                endpoint,
+                src.requests,
+                model,
+                duration,
+                max_requests,
+                lambda n, issued: update(n, f"of {issued:,} issued"),
+            )
+        )
+    out_path = out_dir or Path("runs") / f"{src.name}-bench"
+    out_path.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(out_path / "requests.parquet", index=False)
+    (out_path / "summary.json").write_text(json.dumps(summary, indent=2))
+    if json_out:
+        print(json.dumps({**summary, "outputs": str(out_path)}, indent=2))
+        return
+    table = Table(title=f"bench {src.name} against {endpoint}", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(
+        "requests",
+        f"{summary['requests_in']:,} issued: {summary['completed']:,} "
+        f"completed, {summary['rejected']:,} failed",
+    )
+    for m in ("ttft", "tpot", "e2e"):
+        cells = [summary[f"{m}_p{p}_s"] for p in (50, 90, 99)]
+        table.add_row(
+            m.upper(),
+            "  ".join(
+                f"p{p} {'-' if v is None else f'{v * 1e3:,.1f} ms'}"
+                for p, v in zip((50, 90, 99), cells, strict=True)
+            ),
+        )
+    table.add_row("throughput", f"{summary['throughput_tok_s']:,.0f} output tokens/s")
+    out.print(table)
+    out.print(f"outputs: {out_path}/ (requests.parquet, summary.json)")
+
+
 def _print_run(s: dict[str, Any]) -> None:
     def ms(x: float | None) -> str:
         return "-" if x is None else f"{x * 1e3:,.1f} ms"

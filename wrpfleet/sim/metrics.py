@@ -26,6 +26,19 @@ if TYPE_CHECKING:
 PERCENTILES = (50, 90, 99)
 
 
+def latency_figures(done: pd.DataFrame) -> dict[str, float | None]:
+    """Percentiles and means of TTFT, TPOT, end-to-end and queueing of completed
+    requests (simulated or measured: `wrpfleet bench` writes the same table)."""
+    out: dict[str, float | None] = {}
+    for metric in ("ttft", "tpot", "e2e", "queue"):
+        col = f"{metric}_s"
+        values = done[col].dropna().to_numpy() if len(done) and col in done else np.zeros(0)
+        for p in PERCENTILES:
+            out[f"{metric}_p{p}_s"] = float(np.percentile(values, p)) if len(values) else None
+        out[f"{metric}_mean_s"] = float(values.mean()) if len(values) else None
+    return out
+
+
 class Recorder:
     def __init__(self, scenario: Scenario) -> None:
         self.scenario = scenario
@@ -177,11 +190,7 @@ class Recorder:
             "unfinished": self.requests_in - completed - rejected,
             "duration_s": self.end_s,
         }
-        for metric in ("ttft", "tpot", "e2e", "queue"):
-            values = done[f"{metric}_s"].dropna().to_numpy() if completed else np.zeros(0)
-            for p in PERCENTILES:
-                out[f"{metric}_p{p}_s"] = float(np.percentile(values, p)) if len(values) else None
-            out[f"{metric}_mean_s"] = float(values.mean()) if len(values) else None
+        out.update(latency_figures(done))
         met = self._slo_met(done)
         out["slo_attainment"] = (
             float(met.sum() / (completed + rejected)) if completed + rejected else None

@@ -1,0 +1,171 @@
+"""An OpenAI-compatible HTTP server over one twin engine: ``wrpfleet twin POOLS``.
+
+``/v1/completions`` and ``/v1/chat/completions`` (streamed as server-sent events
+or whole), ``/v1/models``, ``/health`` and Prometheus ``/metrics`` with vLLM's
+metric names (the energy gauge labelled ``estimated``). Errors are OpenAI-style
+JSON with the matching status, never a dropped connection. Prompts are read as
+words (`wrpfleet.serve.text`); ``max_tokens`` tokens are generated, as vLLM does
+with ``ignore_eos``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from wrpfleet.serve.text import request_from_text
+from wrpfleet.serve.twin import TwinEngine
+
+MAX_BODY_BYTES = 4 << 20
+
+
+def error(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None):
+    """An OpenAI-style error response."""
+    body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
+    return JSONResponse(body, status_code=status)
+
+
+def create_app(engine: TwinEngine, model: str) -> FastAPI:
+    app = FastAPI(title="wrpfleet twin", docs_url=None, redoc_url=None)
+    ids = itertools.count(1)
+
+    async def body_of(http: Request) -> dict[str, Any] | Response:
+        raw = await http.body()
+        if len(raw) > MAX_BODY_BYTES:
+            return error(413, f"request body over {MAX_BODY_BYTES} bytes")
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            return error(400, f"body is not JSON: {e}")
+        if not isinstance(body, dict):
+            return error(400, "body must be a JSON object")
+        if body.get("model", model) != model:
+            return error(
+                404, f"model {body.get('model')!r} does not exist", "not_found_error", "model"
+            )
+        max_tokens = body.get("max_tokens", 16)
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            return error(400, "max_tokens must be a positive integer", param="max_tokens")
+        return body
+
+    async def run(http: Request, chat: bool) -> Response:
+        body = await body_of(http)
+        if isinstance(body, Response):
+            return body
+        if chat:
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages:
+                return error(400, "messages must be a non-empty list", param="messages")
+            text = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
+        else:
+            text = body.get("prompt")
+            if not isinstance(text, str):
+                return error(400, "prompt must be a string", param="prompt")
+        rid = next(ids)
+        req = request_from_text(rid, text, body.get("max_tokens", 16))
+        events = engine.generate(req)
+        first = await anext(events)
+        if first.error is not None:
+            await events.aclose()
+            return error(400, first.error, param="prompt")
+        name = f"{'chatcmpl' if chat else 'cmpl'}-{rid}"
+        created = int(time.time())
+        kind = "chat.completion" if chat else "text_completion"
+
+        def chunk(token: str | None, finish: str | None) -> dict[str, Any]:
+            if chat:
+                delta = {"content": token} if token is not None else {}
+                choice = {"index": 0, "delta": delta, "finish_reason": finish}
+                return {
+                    "id": name,
+                    "object": f"{kind}.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [choice],
+                }
+            choice = {"index": 0, "text": token or "", "finish_reason": finish}
+            return {
+                "id": name,
+                "object": kind,
+                "created": created,
+                "model": model,
+                "choices": [choice],
+            }
+
+        async def tokens() -> AsyncIterator[int]:
+            event = first
+            while True:
+                if event.finished:
+                    return
+                yield event.index
+                event = await anext(events)
+
+        usage = {
+            "prompt_tokens": req.input_tokens,
+            "completion_tokens": req.output_tokens,
+            "total_tokens": req.input_tokens + req.output_tokens,
+        }
+        if body.get("stream"):
+
+            async def sse() -> AsyncIterator[str]:
+                async for i in tokens():
+                    yield f"data: {json.dumps(chunk(f' t{i}', None))}\n\n"
+                yield f"data: {json.dumps({**chunk(None, 'length'), 'usage': usage})}\n\n"
+                yield "data: [DONE]\n\n"
+
+            return StreamingResponse(sse(), media_type="text/event-stream")
+        text_out = "".join([f" t{i}" async for i in tokens()])
+        if chat:
+            message = {"role": "assistant", "content": text_out}
+            choice = {"index": 0, "message": message, "finish_reason": "length"}
+        else:
+            choice = {"index": 0, "text": text_out, "finish_reason": "length"}
+        return JSONResponse(
+            {
+                "id": name,
+                "object": kind,
+                "created": created,
+                "model": model,
+                "choices": [choice],
+                "usage": usage,
+            }
+        )
+
+    @app.post("/v1/completions")
+    async def completions(http: Request) -> Response:
+        return await run(http, chat=False)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(http: Request) -> Response:
+        return await run(http, chat=True)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [{"id": model, "object": "model", "owned_by": "wrpfleet-twin"}],
+        }
+
+    @app.get("/health")
+    async def health() -> Response:
+        return Response(status_code=200)
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        v = engine.view()
+        labels = f'model_name="{model}",engine="twin"'
+        lines = [
+            f"vllm:num_requests_running{{{labels}}} {v.running}",
+            f"vllm:num_requests_waiting{{{labels}}} {v.waiting}",
+            f"vllm:gpu_cache_usage_perc{{{labels}}} {v.kv_usage}",
+            f'wrpfleet:energy_joules_total{{{labels},estimated="true"}} {engine.energy_j()}',
+        ]
+        return PlainTextResponse("\n".join(lines) + "\n")
+
+    return app
