@@ -118,3 +118,14 @@ def test_bench_against_the_twin_agrees_with_the_simulator(twin, tmp_path):
     assert b["completed"] == b["requests_in"] == 24
     for key in ("ttft_p50_s", "tpot_p50_s"):
         assert b[key] == pytest.approx(a[key], rel=0.10), (key, a[key], b[key])
+    # The same comparison by `wrpfleet report`, live relative to simulated.
+    rep = wrpfleet("report", tmp_path / "sim", tmp_path / "live", "--out", tmp_path, "--json")
+    assert rep.returncode == 0, rep.stderr
+    rel = json.loads(rep.stdout)
+    for key in ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "e2e_p50"):
+        assert f"{key}_rel" in rel
+    assert rel["ttft_p50_rel"] == pytest.approx(b["ttft_p50_s"] / a["ttft_p50_s"] - 1)
+    assert abs(rel["tpot_p50_rel"]) < 0.10
+    assert (tmp_path / "report.html").is_file()
+    bad = wrpfleet("report", tmp_path)
+    assert bad.returncode == 2 and "not a run folder" in bad.stderr

@@ -476,6 +476,45 @@ def bench_cmd(
     out.print(f"outputs: {out_path}/ (requests.parquet, summary.json)")
 
 
+@app.command("report")
+def report_cmd(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Run folders (from simulate or bench); the first is the baseline."),
+    ],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Where report.html goes (default: runs/report).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Simulated and live runs side by side: percentiles, each run relative to the first
+    (signed fractions), and overlaid latency CDFs in report.html."""
+    from wrpfleet.analysis.figures import write_html
+    from wrpfleet.analysis.versus import FIGURES, figure, load_run, relative
+
+    loaded = [load_run(p) for p in runs]
+    rel = relative(loaded)
+    html = write_html(figure(loaded), (out_dir or Path("runs") / "report") / "report.html")
+    if json_out:
+        payload: Any = rel[0] if len(rel) == 1 else rel
+        print(json.dumps(payload, indent=2))
+        return
+    table = Table(title="runs side by side (ms; % against the first)")
+    table.add_column("figure")
+    for run in loaded:
+        table.add_column(run.label, justify="right")
+    for key in FIGURES:
+        cells = []
+        for i, run in enumerate(loaded):
+            v = run.summary.get(key)
+            text = "-" if v is None else f"{v * 1e3:,.1f}"
+            r = rel[i - 1].get(key.removesuffix("_s") + "_rel") if i else None
+            cells.append(text + (f" ({r:+.1%})" if r is not None else ""))
+        table.add_row(key.removesuffix("_s"), *cells)
+    out.print(table)
+    out.print(f"CDFs: {html}")
+
+
 def _print_run(s: dict[str, Any]) -> None:
     def ms(x: float | None) -> str:
         return "-" if x is None else f"{x * 1e3:,.1f} ms"
