@@ -382,6 +382,20 @@ def twin_cmd(
     speed: Annotated[
         float, typer.Option(help="Engine seconds per wall second (1: real time).")
     ] = 1.0,
+    api_keys_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable with comma-separated API keys (bearer)."),
+    ] = None,
+    api_keys_file: Annotated[
+        Path | None, typer.Option(help="File of API keys, one a line.")
+    ] = None,
+    rate_limit: Annotated[
+        float | None, typer.Option(help="Requests/s per key (or client address); 429 above.")
+    ] = None,
+    burst: Annotated[int, typer.Option(help="Requests a key may send at once.")] = 10,
+    max_prompt_tokens: Annotated[
+        int | None, typer.Option(help="Refuse prompts longer than this (400).")
+    ] = None,
 ) -> None:
     """Serve one twin replica of a pool over an OpenAI-compatible API: the simulator's
     engine in real time, streaming placeholder tokens at the performance model's
@@ -398,7 +412,13 @@ def twin_cmd(
     if chosen is None:
         names = ", ".join(p.name for p in fleet.pools)
         raise InputError(f"no pool {pool!r}; the file has {names}", path=pools)
-    app = create_app(TwinEngine(chosen, speed=speed), chosen.model)
+    from wrpfleet.serve.guard import Guard, read_keys
+
+    keys = read_keys(api_keys_env, api_keys_file)
+    if (api_keys_env or api_keys_file) and not keys:
+        raise InputError("API keys were asked for but none were found", field="--api-keys-env")
+    guard = Guard(keys, rate_limit, burst, max_prompt_tokens=max_prompt_tokens)
+    app = create_app(TwinEngine(chosen, speed=speed), chosen.model, guard)
     err.print(
         f"twin of pool {chosen.name} ({chosen.model} on {chosen.tp} x {chosen.gpu}) "
         f"on http://{host}:{port}"

@@ -3,7 +3,8 @@
 ``/v1/completions`` and ``/v1/chat/completions`` (streamed as server-sent events
 or whole), ``/v1/models``, ``/health`` and Prometheus ``/metrics`` with vLLM's
 metric names (the energy gauge labelled ``estimated``). Errors are OpenAI-style
-JSON with the matching status, never a dropped connection. Prompts are read as
+JSON with the matching status, never a dropped connection; a `Guard` checks API
+keys, sizes and rate limits first. Prompts are read as
 words (`wrpfleet.serve.text`); ``max_tokens`` tokens are generated, as vLLM does
 with ``ignore_eos``.
 """
@@ -19,26 +20,38 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
+from wrpfleet.serve.guard import Guard, Refusal
 from wrpfleet.serve.text import request_from_text
 from wrpfleet.serve.twin import TwinEngine
 
-MAX_BODY_BYTES = 4 << 20
 
-
-def error(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None):
+def error(
+    status: int,
+    message: str,
+    kind: str = "invalid_request_error",
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+):
     """An OpenAI-style error response."""
     body = {"error": {"message": message, "type": kind, "param": param, "code": status}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
-def create_app(engine: TwinEngine, model: str) -> FastAPI:
+def refused(r: Refusal) -> JSONResponse:
+    return error(r.status, r.message, r.kind, headers=Guard.retry_after(r))
+
+
+def create_app(engine: TwinEngine, model: str, guard: Guard | None = None) -> FastAPI:
     app = FastAPI(title="wrpfleet twin", docs_url=None, redoc_url=None)
     ids = itertools.count(1)
+    guard = guard or Guard()
 
     async def body_of(http: Request) -> dict[str, Any] | Response:
         raw = await http.body()
-        if len(raw) > MAX_BODY_BYTES:
-            return error(413, f"request body over {MAX_BODY_BYTES} bytes")
+        client = http.client.host if http.client else "unknown"
+        refusal = guard.admit(http.headers.get("authorization"), client, len(raw))
+        if refusal is not None:
+            return refused(refusal)
         try:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -69,6 +82,9 @@ def create_app(engine: TwinEngine, model: str) -> FastAPI:
                 return error(400, "prompt must be a string", param="prompt")
         rid = next(ids)
         req = request_from_text(rid, text, body.get("max_tokens", 16))
+        refusal = guard.check_prompt(req.input_tokens)
+        if refusal is not None:
+            return refused(refusal)
         events = engine.generate(req)
         first = await anext(events)
         if first.error is not None:
