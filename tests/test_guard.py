@@ -10,7 +10,7 @@ import pytest
 from wrpfleet.errors import InputError
 from wrpfleet.pool.spec import PoolSpec
 from wrpfleet.serve.guard import Guard, read_keys
-from wrpfleet.serve.http import create_app
+from wrpfleet.serve.http import TwinBackend, create_app
 from wrpfleet.serve.twin import TwinEngine
 
 
@@ -64,7 +64,7 @@ def test_the_server_refuses_before_any_replica_is_touched():
     async def main():
         engine = TwinEngine(pool, speed=10.0)
         guard = Guard(frozenset({"secret"}), rate_per_s=0.01, burst=2, max_prompt_tokens=50)
-        app = create_app(engine, "Llama-3.1-8B", guard)
+        app = create_app(TwinBackend(engine, "Llama-3.1-8B"), guard)
         transport = httpx.ASGITransport(app=app)
         body = {"prompt": "a b c", "max_tokens": 2}
         async with httpx.AsyncClient(transport=transport, base_url="http://twin") as client:

@@ -404,7 +404,7 @@ def twin_cmd(
 
     from wrpfleet.pool.spec import FleetSpec
     from wrpfleet.schema import load_yaml_spec
-    from wrpfleet.serve.http import create_app
+    from wrpfleet.serve.http import TwinBackend, create_app
     from wrpfleet.serve.twin import TwinEngine
 
     fleet = load_yaml_spec(FleetSpec, pools)
@@ -418,7 +418,7 @@ def twin_cmd(
     if (api_keys_env or api_keys_file) and not keys:
         raise InputError("API keys were asked for but none were found", field="--api-keys-env")
     guard = Guard(keys, rate_limit, burst, max_prompt_tokens=max_prompt_tokens)
-    app = create_app(TwinEngine(chosen, speed=speed), chosen.model, guard)
+    app = create_app(TwinBackend(TwinEngine(chosen, speed=speed), chosen.model), guard)
     err.print(
         f"twin of pool {chosen.name} ({chosen.model} on {chosen.tp} x {chosen.gpu}) "
         f"on http://{host}:{port}"

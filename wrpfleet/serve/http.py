@@ -1,4 +1,5 @@
-"""An OpenAI-compatible HTTP server over one twin engine: ``wrpfleet twin POOLS``.
+"""The OpenAI-compatible HTTP layer over a backend: one twin engine (``wrpfleet
+twin POOLS``) or the Ray Serve ingress routing over pools (`wrpfleet.serve.app`).
 
 ``/v1/completions`` and ``/v1/chat/completions`` (streamed as server-sent events
 or whole), ``/v1/models``, ``/health`` and Prometheus ``/metrics`` with vLLM's
@@ -15,14 +16,15 @@ import itertools
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from wrpfleet.serve.guard import Guard, Refusal
 from wrpfleet.serve.text import request_from_text
-from wrpfleet.serve.twin import TwinEngine
+from wrpfleet.serve.twin import TokenEvent, TwinEngine
+from wrpfleet.types import Request as WorkRequest
 
 
 def error(
@@ -41,10 +43,42 @@ def refused(r: Refusal) -> JSONResponse:
     return error(r.status, r.message, r.kind, headers=Guard.retry_after(r))
 
 
-def create_app(engine: TwinEngine, model: str, guard: Guard | None = None) -> FastAPI:
-    app = FastAPI(title="wrpfleet twin", docs_url=None, redoc_url=None)
+class Backend(Protocol):
+    """What serves the requests behind the OpenAI layer: one twin engine, or the Ray
+    Serve ingress routing over pools of replicas."""
+
+    models: list[str]
+
+    def generate(self, request: WorkRequest) -> AsyncIterator[TokenEvent]: ...
+
+    async def metrics(self) -> list[str]: ...
+
+
+class TwinBackend:
+    """One twin engine as the whole backend (``wrpfleet twin``)."""
+
+    def __init__(self, engine: TwinEngine, model: str) -> None:
+        self.engine, self.models = engine, [model]
+
+    def generate(self, request: WorkRequest) -> AsyncIterator[TokenEvent]:
+        return self.engine.generate(request)
+
+    async def metrics(self) -> list[str]:
+        v = self.engine.view()
+        labels = f'model_name="{self.models[0]}",engine="twin"'
+        return [
+            f"vllm:num_requests_running{{{labels}}} {v.running}",
+            f"vllm:num_requests_waiting{{{labels}}} {v.waiting}",
+            f"vllm:gpu_cache_usage_perc{{{labels}}} {v.kv_usage}",
+            f'wrpfleet:energy_joules_total{{{labels},estimated="true"}} {self.engine.energy_j()}',
+        ]
+
+
+def create_app(backend: Backend, guard: Guard | None = None) -> FastAPI:
+    app = FastAPI(title="wrpfleet", docs_url=None, redoc_url=None)
     ids = itertools.count(1)
     guard = guard or Guard()
+    model = backend.models[0]
 
     async def body_of(http: Request) -> dict[str, Any] | Response:
         raw = await http.body()
@@ -58,7 +92,7 @@ def create_app(engine: TwinEngine, model: str, guard: Guard | None = None) -> Fa
             return error(400, f"body is not JSON: {e}")
         if not isinstance(body, dict):
             return error(400, "body must be a JSON object")
-        if body.get("model", model) != model:
+        if body.get("model", model) not in backend.models:
             return error(
                 404, f"model {body.get('model')!r} does not exist", "not_found_error", "model"
             )
@@ -85,7 +119,7 @@ def create_app(engine: TwinEngine, model: str, guard: Guard | None = None) -> Fa
         refusal = guard.check_prompt(req.input_tokens)
         if refusal is not None:
             return refused(refusal)
-        events = engine.generate(req)
+        events = backend.generate(req)
         first = await anext(events)
         if first.error is not None:
             await events.aclose()
@@ -163,10 +197,8 @@ def create_app(engine: TwinEngine, model: str, guard: Guard | None = None) -> Fa
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [{"id": model, "object": "model", "owned_by": "wrpfleet-twin"}],
-        }
+        data = [{"id": m, "object": "model", "owned_by": "wrpfleet"} for m in backend.models]
+        return {"object": "list", "data": data}
 
     @app.get("/health")
     async def health() -> Response:
@@ -174,14 +206,6 @@ def create_app(engine: TwinEngine, model: str, guard: Guard | None = None) -> Fa
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
-        v = engine.view()
-        labels = f'model_name="{model}",engine="twin"'
-        lines = [
-            f"vllm:num_requests_running{{{labels}}} {v.running}",
-            f"vllm:num_requests_waiting{{{labels}}} {v.waiting}",
-            f"vllm:gpu_cache_usage_perc{{{labels}}} {v.kv_usage}",
-            f'wrpfleet:energy_joules_total{{{labels},estimated="true"}} {engine.energy_j()}',
-        ]
-        return PlainTextResponse("\n".join(lines) + "\n")
+        return PlainTextResponse("\n".join(await backend.metrics()) + "\n")
 
     return app
