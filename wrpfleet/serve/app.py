@@ -1,0 +1,277 @@
+"""The Ray Serve application: the simulator's router over live replicas.
+
+One deployment per pool, whose replicas run an engine (the twin here; vLLM on GPU
+machines) and report running and waiting requests, tokens in flight, KV blocks
+and energy as Ray Serve routing stats; an OpenAI-compatible ingress (the same
+layer as ``wrpfleet twin``) that builds a `FleetView` from those stats and calls
+the scenario's `wrpfleet.router` policy object, the one the simulator calls, to
+choose the pool and the replica.
+
+The replica choice reaches Ray Serve through its own request-routing hook: each
+pool's handle routes with `PoolRouter`, a custom ``RequestRouter`` that puts the
+policy's replica first and keeps the in-flight requests this ingress sent to each
+replica current (Serve refreshes routing stats only every
+``request_routing_stats_period_s``: without the counts, a burst would see one
+stale view and go to one replica). The routers live in the ingress's process,
+where its handles route, so the ingress reads their views directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray import serve
+from ray.serve.config import RequestRouterConfig
+from ray.serve.handle import DeploymentHandle
+from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
+
+from wrpfleet.config import RouterSpec, Scenario
+from wrpfleet.pool.spec import FleetSpec, PoolSpec
+from wrpfleet.router import build_router
+from wrpfleet.serve.guard import Guard
+from wrpfleet.serve.http import create_app
+from wrpfleet.serve.twin import TokenEvent, TwinEngine
+from wrpfleet.types import FleetView, PoolView, ReplicaView, Request, RequestView
+
+STATS_PERIOD_S = 0.5
+
+
+def routers() -> dict[str, PoolRouter]:
+    """Each pool's handle router in this (the ingress's) process, by pool. Looked up in
+    the imported module at call time: Serve ships router classes by value, and a
+    module-level dict captured with them would be a copy per router."""
+    module = importlib.import_module(__name__)
+    if not hasattr(module, "_ROUTERS"):
+        module._ROUTERS = {}
+    return module._ROUTERS
+
+
+class PoolRouter(RequestRouter):
+    """Puts the replica the policy chose first; counts what this process has in flight."""
+
+    def initialize_state(self, pool: str = "") -> None:
+        self.pool = pool
+        self.flights: dict[str, tuple[ReplicaID, int]] = {}  # request -> (replica, tokens)
+        routers()[pool] = self
+
+    def views(self) -> list[ReplicaView]:
+        local: dict[str, list[int]] = {}
+        for rid, tokens in self.flights.values():
+            entry = local.setdefault(rid.unique_id, [0, 0])
+            entry[0] += 1
+            entry[1] += tokens
+        out = []
+        for rid, replica in self.curr_replicas.items():
+            st = replica.routing_stats or {}
+            n, tokens = local.get(rid.unique_id, (0, 0))
+            running = int(st.get("running", 0))
+            out.append(
+                ReplicaView(
+                    id=rid.unique_id,
+                    pool=self.pool,
+                    state="ready",
+                    running=running,
+                    waiting=max(int(st.get("waiting", 0)), n - running),
+                    tokens_in_flight=max(int(st.get("tokens_in_flight", 0)), tokens),
+                    kv_used_blocks=int(st.get("kv_used_blocks", 0)),
+                    kv_total_blocks=int(st.get("kv_total_blocks", 0)),
+                )
+            )
+        return out
+
+    async def choose_replicas(
+        self,
+        candidate_replicas: list[RunningReplica],
+        pending_request: PendingRequest | None = None,
+    ) -> list[list[RunningReplica]]:
+        wanted = pending_request.kwargs.get("replica") if pending_request else None
+        ranked = sorted(candidate_replicas, key=lambda r: r.replica_id.unique_id != wanted)
+        if pending_request is not None and ranked:
+            self._fly(pending_request, ranked[0].replica_id)
+        return [[r] for r in ranked]
+
+    def _fly(self, pending: PendingRequest, rid: ReplicaID) -> None:
+        req = pending.kwargs.get("request", {})
+        tokens = int(req.get("input_tokens", 0)) + int(req.get("output_tokens", 0))
+        self.flights[pending.metadata.internal_request_id] = (rid, tokens)
+
+    def on_request_routed(
+        self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any
+    ) -> None:
+        self._fly(pending_request, replica_id)
+
+    def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
+        self.flights.pop(internal_request_id, None)
+
+
+class PoolReplica:
+    """A replica of a pool: one engine, its requests streamed token by token."""
+
+    def __init__(self, pool: dict[str, Any], speed: float = 1.0) -> None:
+        self.spec = PoolSpec(**pool)
+        self.rid = serve.get_replica_context().replica_id.unique_id
+        self.engine = TwinEngine(self.spec, name=self.rid, speed=speed)
+
+    async def ping(self) -> str:
+        return self.rid
+
+    async def generate(
+        self, request: dict[str, Any], replica: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        req = Request(**{**request, "prefix_blocks": tuple(request.get("prefix_blocks", ()))})
+        yield {"replica": self.rid}
+        async for ev in self.engine.generate(req):
+            yield {"index": ev.index, "t": ev.t, "finished": ev.finished, "error": ev.error}
+
+    async def record_routing_stats(self) -> dict[str, Any]:
+        v = self.engine.view()
+        return {
+            "running": v.running,
+            "waiting": v.waiting,
+            "tokens_in_flight": v.tokens_in_flight,
+            "kv_used_blocks": v.kv_used_blocks,
+            "kv_total_blocks": v.kv_total_blocks,
+            "energy_j": self.engine.energy_j(),
+            "energy_estimated": True,
+        }
+
+
+class Ingress:
+    """The OpenAI layer over the fleet: the scenario's router picks pool and replica."""
+
+    def __init__(
+        self, fleet: dict[str, Any], router: dict[str, Any], **pools: DeploymentHandle
+    ) -> None:
+        spec = FleetSpec.model_validate(fleet)
+        policy = RouterSpec.model_validate(router)
+        self.router = build_router(policy.policy, policy.params)
+        self.handles = {name: h.options(stream=True) for name, h in pools.items()}
+        self.specs = {p.name: p for p in spec.pools}
+        self.models = list(dict.fromkeys(p.model for p in spec.pools))
+        self.records: list[dict[str, Any]] = []
+        self._warm = False
+        self._ids = itertools.count(1)
+
+    def __serve_build_asgi_app__(self):
+        app = create_app(self, Guard())
+
+        @app.get("/v1/wrpfleet/records")
+        async def records() -> list[dict[str, Any]]:
+            return self.records
+
+        @app.get("/v1/wrpfleet/fleet")
+        async def fleet() -> dict[str, Any]:
+            """The view the router decides on now."""
+            await self._warm_up()
+            return dataclasses.asdict(self.fleet())
+
+        return app
+
+    async def _warm_up(self) -> None:
+        """Route one call through each pool's handle, so each has its router here."""
+        if not self._warm:
+            for handle in self.handles.values():
+                await handle.options(stream=False).ping.remote()
+            self._warm = True
+
+    def fleet(self) -> FleetView:
+        pools = []
+        for name, spec in self.specs.items():
+            router = routers().get(name)
+            lo, hi = spec.bounds
+            pools.append(
+                PoolView(
+                    name=name,
+                    role=spec.role,
+                    model=spec.model,
+                    gpu=spec.gpu,
+                    replicas=tuple(router.views()) if router else (),
+                    price_per_replica_hour=(spec.price_per_gpu_hour or 0.0) * spec.tp,
+                    min_replicas=lo,
+                    max_replicas=hi,
+                    target_replicas=spec.replicas,
+                    tp=spec.tp,
+                    dtype=spec.dtype,
+                    max_num_seqs=spec.engine.max_num_seqs,
+                )
+            )
+        return FleetView(pools=tuple(pools), now=0.0)
+
+    async def generate(self, request: Request) -> AsyncIterator[TokenEvent]:
+        await self._warm_up()
+        decision = self.router.route(RequestView.of(request), self.fleet())
+        if decision.replica is None:
+            yield TokenEvent(0, 0.0, finished=True, error=decision.reject_reason or "rejected")
+            return
+        record = {
+            "id": request.id,
+            "pool": decision.pool,
+            "chosen": decision.replica,
+            "input_tokens": request.input_tokens,
+            "output_tokens": request.output_tokens,
+        }
+        payload = {
+            "id": request.id,
+            "arrival_s": 0.0,
+            "input_tokens": request.input_tokens,
+            "output_tokens": request.output_tokens,
+            "prefix_blocks": list(request.prefix_blocks),
+            "block_tokens": request.block_tokens,
+        }
+        stream = self.handles[decision.pool].generate.remote(payload, replica=decision.replica)
+        async for item in stream:
+            if "replica" in item:
+                record["replica"] = item["replica"]
+                continue
+            ev = TokenEvent(item["index"], item["t"], item["finished"], item["error"])
+            if ev.finished:
+                record["error"] = ev.error
+                self.records.append(record)
+            yield ev
+
+    async def metrics(self) -> list[str]:
+        lines = []
+        for view in self.fleet().pools:
+            for r in view.replicas:
+                labels = f'pool="{view.name}",replica="{r.id}",engine="twin"'
+                lines.append(f"vllm:num_requests_running{{{labels}}} {r.running}")
+                lines.append(f"vllm:num_requests_waiting{{{labels}}} {r.waiting}")
+                lines.append(f"vllm:gpu_cache_usage_perc{{{labels}}} {r.kv_usage}")
+        return lines
+
+
+def build_app(scenario: Scenario, speed: float = 1.0):
+    """The application for a scenario's pools and router (twin replicas)."""
+    pools = {}
+    for spec in scenario.pools:
+        deployment = serve.deployment(
+            PoolReplica,
+            name=f"pool-{spec.name}",
+            num_replicas=spec.replicas,
+            ray_actor_options={"num_cpus": 0},
+            max_ongoing_requests=max(spec.engine.max_num_seqs * 4, 64),
+            request_router_config=RequestRouterConfig(
+                request_router_class="wrpfleet.serve.app.PoolRouter",
+                request_router_kwargs={"pool": spec.name},
+                request_routing_stats_period_s=STATS_PERIOD_S,
+            ),
+        )
+        pools[spec.name] = deployment.bind(spec.model_dump(mode="json", by_alias=True), speed)
+    ingress = serve.deployment(
+        serve.ingress()(Ingress), name="ingress", ray_actor_options={"num_cpus": 0}
+    )
+    fleet = scenario.fleet.model_dump(mode="json", by_alias=True)
+    router = scenario.router.model_dump(mode="json", by_alias=True)
+    return ingress.bind(fleet, router, **pools)
+
+
+def app_builder(args: dict[str, Any]):
+    """``serve run serve_app/twin.yaml``: the application of the scenario named in the
+    config's ``args`` (``scenario``: a path; ``speed``: the twins' clock)."""
+    from wrpfleet.config import load_scenario
+
+    return build_app(load_scenario(args["scenario"]), float(args.get("speed", 1.0)))
