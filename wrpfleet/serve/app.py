@@ -21,21 +21,23 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import itertools
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from ray import serve
-from ray.serve.config import RequestRouterConfig
+from ray.serve.config import AutoscalingConfig, AutoscalingPolicy, RequestRouterConfig
 from ray.serve.handle import DeploymentHandle
 from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, RunningReplica
 
-from wrpfleet.config import RouterSpec, Scenario
+from wrpfleet.autoscale import build_autoscaler
+from wrpfleet.config import AutoscalerSpec, RouterSpec, Scenario
 from wrpfleet.pool.spec import FleetSpec, PoolSpec
 from wrpfleet.router import build_router
 from wrpfleet.serve.guard import Guard
 from wrpfleet.serve.http import create_app
 from wrpfleet.serve.twin import TokenEvent, TwinEngine
-from wrpfleet.types import FleetView, PoolView, ReplicaView, Request, RequestView
+from wrpfleet.types import FleetView, PoolMetrics, PoolView, ReplicaView, Request, RequestView
 
 STATS_PERIOD_S = 0.5
 
@@ -115,6 +117,7 @@ class PoolReplica:
         self.spec = PoolSpec(**pool)
         self.rid = serve.get_replica_context().replica_id.unique_id
         self.engine = TwinEngine(self.spec, name=self.rid, speed=speed)
+        self.arrived = 0  # requests taken, ever (the autoscaler derives a rate)
 
     async def ping(self) -> str:
         return self.rid
@@ -122,10 +125,21 @@ class PoolReplica:
     async def generate(
         self, request: dict[str, Any], replica: str | None = None
     ) -> AsyncIterator[dict[str, Any]]:
+        self.arrived += 1
         req = Request(**{**request, "prefix_blocks": tuple(request.get("prefix_blocks", ()))})
         yield {"replica": self.rid}
         async for ev in self.engine.generate(req):
             yield {"index": ev.index, "t": ev.t, "finished": ev.finished, "error": ev.error}
+
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        v = self.engine.view()
+        return {
+            "running": v.running,
+            "waiting": v.waiting,
+            "kv_used_blocks": v.kv_used_blocks,
+            "kv_total_blocks": v.kv_total_blocks,
+            "arrived": self.arrived,
+        }
 
     async def record_routing_stats(self) -> dict[str, Any]:
         v = self.engine.view()
@@ -138,6 +152,67 @@ class PoolReplica:
             "energy_j": self.engine.energy_j(),
             "energy_estimated": True,
         }
+
+
+class ServeAutoscaler:
+    """Ray Serve's custom autoscaling-policy hook calling the `wrpfleet.autoscale`
+    object the simulator uses. Serve calls it many times a second in its controller;
+    the policy decides every ``interval_s``, on a `PoolView` built from the replicas'
+    autoscaling stats, with the arrival rate over the last interval. Serve's own
+    delays are zero: the policy's own hysteresis applies, as in simulation."""
+
+    def __init__(self, pool: dict[str, Any], autoscaler: dict[str, Any]) -> None:
+        self.spec = PoolSpec.model_validate(pool)
+        self.config = AutoscalerSpec.model_validate(autoscaler)
+        self.policy = build_autoscaler(self.config.policy, self.config.params)
+        self.last: tuple[float, float, int] | None = None  # (time, arrivals, target)
+
+    def __call__(self, ctx: Any) -> tuple[int, dict[str, Any]]:
+        now = ctx.current_time if ctx.current_time is not None else time.time()
+        metrics = ctx.aggregated_metrics or {}
+        arrived = sum(metrics.get("arrived", {}).values())
+        if self.last is not None and now - self.last[0] < self.config.interval_s:
+            return self.last[2], ctx.policy_state
+        dt = now - self.last[0] if self.last else self.config.interval_s
+        rate = max(0.0, arrived - self.last[1]) / dt if self.last else 0.0
+
+        def stat(name: str, rid: Any) -> int:
+            values = metrics.get(name, {})
+            value = values.get(rid, values.get(getattr(rid, "unique_id", rid), 0))
+            return int(value or 0)
+
+        replicas = tuple(
+            ReplicaView(
+                id=str(rid),
+                pool=self.spec.name,
+                state="ready",
+                running=stat("running", rid),
+                waiting=stat("waiting", rid),
+                tokens_in_flight=0,
+                kv_used_blocks=stat("kv_used_blocks", rid),
+                kv_total_blocks=stat("kv_total_blocks", rid),
+            )
+            for rid in ctx.running_replicas
+        )
+        lo, hi = self.spec.bounds
+        view = PoolView(
+            name=self.spec.name,
+            role=self.spec.role,
+            model=self.spec.model,
+            gpu=self.spec.gpu,
+            replicas=replicas,
+            price_per_replica_hour=0.0,
+            min_replicas=lo,
+            max_replicas=hi,
+            target_replicas=ctx.target_num_replicas,
+            tp=self.spec.tp,
+            dtype=self.spec.dtype,
+            max_num_seqs=self.spec.engine.max_num_seqs,
+        )
+        decision = self.policy.decide(view, PoolMetrics(rate, dt), now)
+        target = max(lo, min(hi, decision.target))
+        self.last = (now, arrived, target)
+        return target, {**ctx.policy_state, "reason": decision.reason}
 
 
 class Ingress:
@@ -248,10 +323,30 @@ def build_app(scenario: Scenario, speed: float = 1.0):
     """The application for a scenario's pools and router (twin replicas)."""
     pools = {}
     for spec in scenario.pools:
+        scaling: dict[str, Any] = {"num_replicas": spec.replicas}
+        lo, hi = spec.bounds
+        if scenario.autoscaler is not None and lo < hi:
+            scaling = {
+                "autoscaling_config": AutoscalingConfig(
+                    min_replicas=lo,
+                    max_replicas=hi,
+                    initial_replicas=spec.replicas,
+                    upscale_delay_s=0.0,
+                    downscale_delay_s=0.0,
+                    look_back_period_s=max(1.0, scenario.autoscaler.interval_s),
+                    policy=AutoscalingPolicy(
+                        policy_function="wrpfleet.serve.app:ServeAutoscaler",
+                        policy_kwargs={
+                            "pool": spec.model_dump(mode="json", by_alias=True),
+                            "autoscaler": scenario.autoscaler.model_dump(mode="json"),
+                        },
+                    ),
+                )
+            }
         deployment = serve.deployment(
             PoolReplica,
             name=f"pool-{spec.name}",
-            num_replicas=spec.replicas,
+            **scaling,
             ray_actor_options={"num_cpus": 0},
             max_ongoing_requests=max(spec.engine.max_num_seqs * 4, 64),
             request_router_config=RequestRouterConfig(
