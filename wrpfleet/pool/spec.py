@@ -23,6 +23,7 @@ from pydantic import (
 from wrpfleet.errors import InputError
 from wrpfleet.pool import catalog
 from wrpfleet.schema import Spec
+from wrpfleet.types import PoolView, ReplicaView
 
 
 class EngineSpec(Spec):
@@ -99,6 +100,26 @@ class PoolSpec(Spec):
         lo = self.min_replicas if self.min_replicas is not None else self.replicas
         hi = self.max_replicas if self.max_replicas is not None else self.replicas
         return lo, hi
+
+    def view(
+        self, replicas: tuple[ReplicaView, ...], target: int, price_per_replica_hour: float
+    ) -> PoolView:
+        """The pool as policies see it (the simulator and the live app build it alike)."""
+        lo, hi = self.bounds
+        return PoolView(
+            name=self.name,
+            role=self.role,
+            model=self.model,
+            gpu=self.gpu,
+            replicas=replicas,
+            price_per_replica_hour=price_per_replica_hour,
+            min_replicas=lo,
+            max_replicas=hi,
+            target_replicas=target,
+            tp=self.tp,
+            dtype=self.dtype,
+            max_num_seqs=self.engine.max_num_seqs,
+        )
 
     @property
     def gpus(self) -> int:

@@ -32,12 +32,13 @@ from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, R
 
 from wrpfleet.autoscale import build_autoscaler
 from wrpfleet.config import AutoscalerSpec, RouterSpec, Scenario
+from wrpfleet.pool.catalog import gpu as gpu_spec
 from wrpfleet.pool.spec import FleetSpec, PoolSpec
 from wrpfleet.router import build_router
 from wrpfleet.serve.guard import Guard
 from wrpfleet.serve.http import create_app
 from wrpfleet.serve.twin import TokenEvent, TwinEngine
-from wrpfleet.types import FleetView, PoolMetrics, PoolView, ReplicaView, Request, RequestView
+from wrpfleet.types import FleetView, PoolMetrics, ReplicaView, Request, RequestView
 
 STATS_PERIOD_S = 0.5
 
@@ -195,20 +196,7 @@ class ServeAutoscaler:
             for rid in ctx.running_replicas
         )
         lo, hi = self.spec.bounds
-        view = PoolView(
-            name=self.spec.name,
-            role=self.spec.role,
-            model=self.spec.model,
-            gpu=self.spec.gpu,
-            replicas=replicas,
-            price_per_replica_hour=0.0,
-            min_replicas=lo,
-            max_replicas=hi,
-            target_replicas=ctx.target_num_replicas,
-            tp=self.spec.tp,
-            dtype=self.spec.dtype,
-            max_num_seqs=self.spec.engine.max_num_seqs,
-        )
+        view = self.spec.view(replicas, ctx.target_num_replicas, 0.0)
         decision = self.policy.decide(view, PoolMetrics(rate, dt), now)
         target = max(lo, min(hi, decision.target))
         self.last = (now, arrived, target)
@@ -257,23 +245,9 @@ class Ingress:
         pools = []
         for name, spec in self.specs.items():
             router = routers().get(name)
-            lo, hi = spec.bounds
-            pools.append(
-                PoolView(
-                    name=name,
-                    role=spec.role,
-                    model=spec.model,
-                    gpu=spec.gpu,
-                    replicas=tuple(router.views()) if router else (),
-                    price_per_replica_hour=(spec.price_per_gpu_hour or 0.0) * spec.tp,
-                    min_replicas=lo,
-                    max_replicas=hi,
-                    target_replicas=spec.replicas,
-                    tp=spec.tp,
-                    dtype=spec.dtype,
-                    max_num_seqs=spec.engine.max_num_seqs,
-                )
-            )
+            views = tuple(router.views()) if router else ()
+            price = (spec.price_per_gpu_hour or gpu_spec(spec.gpu).price_per_gpu_hour) * spec.tp
+            pools.append(spec.view(views, len(views) or spec.replicas, price))
         return FleetView(pools=tuple(pools), now=0.0)
 
     async def generate(self, request: Request) -> AsyncIterator[TokenEvent]:

@@ -337,21 +337,7 @@ class Simulation:
         return v
 
     def _make_pool_view(self, p: Pool) -> PoolView:
-        lo, hi = p.spec.bounds
-        return PoolView(
-            name=p.spec.name,
-            role=p.spec.role,
-            model=p.spec.model,
-            gpu=p.spec.gpu,
-            replicas=tuple(self._views[p.spec.name]),
-            price_per_replica_hour=p.price_per_replica_hour,
-            min_replicas=lo,
-            max_replicas=hi,
-            target_replicas=p.target,
-            tp=p.spec.tp,
-            dtype=p.spec.dtype,
-            max_num_seqs=p.spec.engine.max_num_seqs,
-        )
+        return p.spec.view(tuple(self._views[p.spec.name]), p.target, p.price_per_replica_hour)
 
 
 __all__ = ["Simulation", "cold_start_s", "kv_blocks"]
