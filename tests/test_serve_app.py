@@ -92,3 +92,26 @@ def test_bad_requests_get_openai_errors_and_the_app_keeps_serving(base_url):
         assert resp.status_code == status and words in resp.json()["error"]["message"]
     ok = httpx.post(f"{base_url}/v1/completions", json={"prompt": "a", "max_tokens": 1}, timeout=30)
     assert ok.status_code == 200
+
+
+def test_with_keys_a_request_without_one_gets_401_and_reaches_no_replica(base_url, tmp_path):
+    keys = tmp_path / "keys.txt"
+    keys.write_text("s3cret\n")
+    guarded = build_app(
+        load_scenario(REPO / "sim" / "twin_check.yaml"),
+        guard={"api_keys_file": str(keys), "rate_per_s": 0.05, "burst": 1},
+    )
+    serve.run(guarded, name="guarded", route_prefix="/g", blocking=False)
+    url = f"{base_url}/g"
+    body = {"prompt": "a b", "max_tokens": 2}
+    anonymous = httpx.post(f"{url}/v1/completions", json=body, timeout=30)
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"]["type"] == "authentication_error"
+    assert httpx.get(f"{url}/v1/wrpfleet/records").json() == []  # no replica was asked
+    auth = {"Authorization": "Bearer s3cret"}
+    assert (
+        httpx.post(f"{url}/v1/completions", json=body, headers=auth, timeout=30).status_code == 200
+    )
+    limited = httpx.post(f"{url}/v1/completions", json=body, headers=auth, timeout=30)
+    assert limited.status_code == 429 and "Retry-After" in limited.headers
+    serve.delete("guarded")

@@ -35,7 +35,7 @@ from wrpfleet.config import AutoscalerSpec, RouterSpec, Scenario
 from wrpfleet.pool.catalog import gpu as gpu_spec
 from wrpfleet.pool.spec import FleetSpec, PoolSpec
 from wrpfleet.router import build_router
-from wrpfleet.serve.guard import Guard
+from wrpfleet.serve.guard import Guard, read_keys
 from wrpfleet.serve.http import create_app
 from wrpfleet.serve.twin import TokenEvent, TwinEngine
 from wrpfleet.types import FleetView, PoolMetrics, ReplicaView, Request, RequestView
@@ -207,7 +207,11 @@ class Ingress:
     """The OpenAI layer over the fleet: the scenario's router picks pool and replica."""
 
     def __init__(
-        self, fleet: dict[str, Any], router: dict[str, Any], **pools: DeploymentHandle
+        self,
+        fleet: dict[str, Any],
+        router: dict[str, Any],
+        guard: dict[str, Any] | None = None,
+        **pools: DeploymentHandle,
     ) -> None:
         spec = FleetSpec.model_validate(fleet)
         policy = RouterSpec.model_validate(router)
@@ -216,11 +220,14 @@ class Ingress:
         self.specs = {p.name: p for p in spec.pools}
         self.models = list(dict.fromkeys(p.model for p in spec.pools))
         self.records: list[dict[str, Any]] = []
+        g = dict(guard or {})
+        keys = read_keys(g.pop("api_keys_env", None), g.pop("api_keys_file", None))
+        self.guard = Guard(keys, **g)
         self._warm = False
         self._ids = itertools.count(1)
 
     def __serve_build_asgi_app__(self):
-        app = create_app(self, Guard())
+        app = create_app(self, self.guard)
 
         @app.get("/v1/wrpfleet/records")
         async def records() -> list[dict[str, Any]]:
@@ -293,8 +300,11 @@ class Ingress:
         return lines
 
 
-def build_app(scenario: Scenario, speed: float = 1.0):
-    """The application for a scenario's pools and router (twin replicas)."""
+def build_app(scenario: Scenario, speed: float = 1.0, guard: dict[str, Any] | None = None):
+    """The application for a scenario's pools and router (twin replicas). ``guard``
+    configures the ingress's checks: ``api_keys_env`` (a variable in the ingress's
+    environment), ``api_keys_file``, ``rate_per_s``, ``burst``, ``max_body_bytes``,
+    ``max_prompt_tokens``."""
     pools = {}
     for spec in scenario.pools:
         scaling: dict[str, Any] = {"num_replicas": spec.replicas}
@@ -335,12 +345,15 @@ def build_app(scenario: Scenario, speed: float = 1.0):
     )
     fleet = scenario.fleet.model_dump(mode="json", by_alias=True)
     router = scenario.router.model_dump(mode="json", by_alias=True)
-    return ingress.bind(fleet, router, **pools)
+    return ingress.bind(fleet, router, guard, **pools)
 
 
 def app_builder(args: dict[str, Any]):
     """``serve run serve_app/twin.yaml``: the application of the scenario named in the
-    config's ``args`` (``scenario``: a path; ``speed``: the twins' clock)."""
+    config's ``args`` (``scenario``: a path; ``speed``: the twins' clock; ``guard``:
+    as `build_app` takes it)."""
     from wrpfleet.config import load_scenario
 
-    return build_app(load_scenario(args["scenario"]), float(args.get("speed", 1.0)))
+    return build_app(
+        load_scenario(args["scenario"]), float(args.get("speed", 1.0)), args.get("guard")
+    )
