@@ -59,6 +59,10 @@ def test_context_length_router_places_requests_live(base_url):
     assert [r["pool"] for r in recs[-2:]] == ["short", "long"]
     for r in recs:  # the replica the policy chose is the one that served
         assert r["replica"] == r["chosen"] and r["error"] is None
+        assert r["energy_j"] > 0 and r["energy_source"] == "estimated"  # twins: never measured
+    metrics = httpx.get(f"{base_url}/metrics").text
+    assert 'wrpfleet:energy_joules_total{pool="long"' in metrics
+    assert 'source="estimated"' in metrics and 'source="nvml"' not in metrics
 
 
 def test_a_burst_spreads_over_replicas_despite_stale_stats(base_url):

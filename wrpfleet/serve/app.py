@@ -35,6 +35,7 @@ from wrpfleet.config import AutoscalerSpec, RouterSpec, Scenario
 from wrpfleet.pool.catalog import gpu as gpu_spec
 from wrpfleet.pool.spec import FleetSpec, PoolSpec
 from wrpfleet.router import build_router
+from wrpfleet.serve.energy import Attribution, EnergyMeter
 from wrpfleet.serve.guard import Guard, read_keys
 from wrpfleet.serve.http import create_app
 from wrpfleet.serve.twin import TokenEvent, TwinEngine
@@ -58,13 +59,19 @@ class PoolRouter(RequestRouter):
 
     def initialize_state(self, pool: str = "") -> None:
         self.pool = pool
-        self.flights: dict[str, tuple[ReplicaID, int]] = {}  # request -> (replica, tokens)
+        self.flights: dict[str, tuple[str, int]] = {}  # Serve request -> (replica, tokens)
+        # Decided by the ingress, not yet handed to Serve: counted from the decision on,
+        # so that concurrent decisions see each other.
+        self.expected: dict[int, tuple[str, int]] = {}  # wrpfleet request -> (replica, tokens)
         routers()[pool] = self
+
+    def expect(self, request_id: int, replica: str, tokens: int) -> None:
+        self.expected[request_id] = (replica, tokens)
 
     def views(self) -> list[ReplicaView]:
         local: dict[str, list[int]] = {}
-        for rid, tokens in self.flights.values():
-            entry = local.setdefault(rid.unique_id, [0, 0])
+        for uid, tokens in [*self.flights.values(), *self.expected.values()]:
+            entry = local.setdefault(uid, [0, 0])
             entry[0] += 1
             entry[1] += tokens
         out = []
@@ -99,8 +106,9 @@ class PoolRouter(RequestRouter):
 
     def _fly(self, pending: PendingRequest, rid: ReplicaID) -> None:
         req = pending.kwargs.get("request", {})
+        self.expected.pop(req.get("id"), None)
         tokens = int(req.get("input_tokens", 0)) + int(req.get("output_tokens", 0))
-        self.flights[pending.metadata.internal_request_id] = (rid, tokens)
+        self.flights[pending.metadata.internal_request_id] = (rid.unique_id, tokens)
 
     def on_request_routed(
         self, pending_request: PendingRequest, replica_id: ReplicaID, result: Any
@@ -119,6 +127,15 @@ class PoolReplica:
         self.rid = serve.get_replica_context().replica_id.unique_id
         self.engine = TwinEngine(self.spec, name=self.rid, speed=speed)
         self.arrived = 0  # requests taken, ever (the autoscaler derives a rate)
+        # A twin's GPUs (if any) do not do its work: its energy is always estimated.
+        self.meter = EnergyMeter(self.spec.tp, self.engine.energy_j, use_nvml=False)
+        self.attribution = Attribution()
+        self._metered = 0.0
+
+    def _close_interval(self) -> None:
+        joules = self.meter.joules()
+        self.attribution.close_interval(joules - self._metered)
+        self._metered = joules
 
     async def ping(self) -> str:
         return self.rid
@@ -130,7 +147,14 @@ class PoolReplica:
         req = Request(**{**request, "prefix_blocks": tuple(request.get("prefix_blocks", ()))})
         yield {"replica": self.rid}
         async for ev in self.engine.generate(req):
-            yield {"index": ev.index, "t": ev.t, "finished": ev.finished, "error": ev.error}
+            item = {"index": ev.index, "t": ev.t, "finished": ev.finished, "error": ev.error}
+            if ev.finished:
+                self._close_interval()
+                item["energy_j"] = self.attribution.pop(req.id)
+                item["energy_source"] = self.meter.source
+            else:  # the prompt with the first token, then a token a step
+                self.attribution.processed(req.id, req.input_tokens + 1 if ev.index == 1 else 1)
+            yield item
 
     async def record_autoscaling_stats(self) -> dict[str, float]:
         v = self.engine.view()
@@ -143,6 +167,7 @@ class PoolReplica:
         }
 
     async def record_routing_stats(self) -> dict[str, Any]:
+        self._close_interval()
         v = self.engine.view()
         return {
             "running": v.running,
@@ -150,8 +175,8 @@ class PoolReplica:
             "tokens_in_flight": v.tokens_in_flight,
             "kv_used_blocks": v.kv_used_blocks,
             "kv_total_blocks": v.kv_total_blocks,
-            "energy_j": self.engine.energy_j(),
-            "energy_estimated": True,
+            "energy_j": self.meter.joules(),
+            "energy_source": self.meter.source,
         }
 
 
@@ -278,7 +303,16 @@ class Ingress:
             "prefix_blocks": list(request.prefix_blocks),
             "block_tokens": request.block_tokens,
         }
+        tokens = request.input_tokens + request.output_tokens
+        routers()[decision.pool].expect(request.id, decision.replica, tokens)
         stream = self.handles[decision.pool].generate.remote(payload, replica=decision.replica)
+        try:
+            async for item in self._items(stream, record):
+                yield item
+        finally:
+            routers()[decision.pool].expected.pop(request.id, None)  # if Serve never took it
+
+    async def _items(self, stream: Any, record: dict[str, Any]) -> AsyncIterator[TokenEvent]:
         async for item in stream:
             if "replica" in item:
                 record["replica"] = item["replica"]
@@ -286,6 +320,8 @@ class Ingress:
             ev = TokenEvent(item["index"], item["t"], item["finished"], item["error"])
             if ev.finished:
                 record["error"] = ev.error
+                record["energy_j"] = item.get("energy_j")
+                record["energy_source"] = item.get("energy_source")
                 self.records.append(record)
             yield ev
 
@@ -297,6 +333,15 @@ class Ingress:
                 lines.append(f"vllm:num_requests_running{{{labels}}} {r.running}")
                 lines.append(f"vllm:num_requests_waiting{{{labels}}} {r.waiting}")
                 lines.append(f"vllm:gpu_cache_usage_perc{{{labels}}} {r.kv_usage}")
+        for pool, router in sorted(routers().items()):
+            for rid, replica in router.curr_replicas.items():
+                st = replica.routing_stats or {}
+                if "energy_j" in st:
+                    labels = (
+                        f'pool="{pool}",replica="{rid.unique_id}",'
+                        f'source="{st.get("energy_source", "estimated")}"'
+                    )
+                    lines.append(f"wrpfleet:energy_joules_total{{{labels}}} {st['energy_j']}")
         return lines
 
 
