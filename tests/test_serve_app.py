@@ -4,8 +4,10 @@ pool and replica live (Ray with explicit num_cpus, no dashboard, loopback only).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
+import time
 
 import httpx
 import pytest
@@ -119,3 +121,45 @@ def test_with_keys_a_request_without_one_gets_401_and_reaches_no_replica(base_ur
     limited = httpx.post(f"{url}/v1/completions", json=body, headers=auth, timeout=30)
     assert limited.status_code == 429 and "Retry-After" in limited.headers
     serve.delete("guarded")
+
+
+def test_a_replica_killed_mid_stream_fails_its_requests_cleanly(base_url):
+    """Kill a replica while it streams: its requests end with an error event (or
+    complete), none hangs, every request is in the records, and the app serves on."""
+    app = build_app(load_scenario(REPO / "sim" / "twin_check.yaml"))
+    serve.run(app, name="kill", route_prefix="/k", blocking=False)
+    url = f"{base_url}/k"
+
+    async def stream(client: httpx.AsyncClient, i: int) -> tuple[int, list[str]]:
+        body = {"prompt": f"p{i} " * 50, "max_tokens": 600, "stream": True}
+        async with client.stream("POST", "/v1/completions", json=body) as resp:
+            return resp.status_code, [x async for x in resp.aiter_lines() if x.startswith("data: ")]
+
+    async def main():
+        async with httpx.AsyncClient(base_url=url, timeout=90) as client:
+            tasks = [asyncio.create_task(stream(client, i)) for i in range(4)]
+            await asyncio.sleep(2.0)  # streaming by now
+            fleet = (await client.get("/v1/wrpfleet/fleet")).json()
+            served = {r["id"] for r in fleet["pools"][0]["replicas"]}
+            (uid,) = served  # twin_check has one replica
+            ray.kill(ray.get_actor(f"SERVE_REPLICA::kill#pool-h100#{uid}", namespace="serve"))
+            return await asyncio.wait_for(asyncio.gather(*tasks), 60)  # none hangs
+
+    results = asyncio.run(main())
+    for status, lines in results:
+        assert status == 200 and lines[-1] == "data: [DONE]"
+        ended = json.loads(lines[-2][6:])
+        assert "error" in ended or ended["choices"][0]["finish_reason"] == "length"
+    assert any("error" in json.loads(lines[-2][6:]) for _, lines in results)
+    recs = httpx.get(f"{url}/v1/wrpfleet/records").json()
+    assert len(recs) == 4 and all(r["error"] for r in recs)
+    # Serve replaces the replica; the app serves again.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ok = httpx.post(f"{url}/v1/completions", json={"prompt": "a", "max_tokens": 2}, timeout=30)
+        if ok.status_code == 200:
+            break
+        assert ok.status_code in (502, 503) and "error" in ok.json()
+        time.sleep(1)
+    assert ok.status_code == 200
+    serve.delete("kill")

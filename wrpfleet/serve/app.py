@@ -286,7 +286,8 @@ class Ingress:
         await self._warm_up()
         decision = self.router.route(RequestView.of(request), self.fleet())
         if decision.replica is None:
-            yield TokenEvent(0, 0.0, finished=True, error=decision.reject_reason or "rejected")
+            reason = decision.reject_reason or "rejected"
+            yield TokenEvent(0, 0.0, finished=True, error=reason, status=503)
             return
         record = {
             "id": request.id,
@@ -313,6 +314,18 @@ class Ingress:
             routers()[decision.pool].expected.pop(request.id, None)  # if Serve never took it
 
     async def _items(self, stream: Any, record: dict[str, Any]) -> AsyncIterator[TokenEvent]:
+        """The replica's events; if the replica dies on the way, one last event with the
+        error, so the caller's stream ends instead of hanging, and the record stays."""
+        try:
+            async for ev in self._events(stream, record):
+                yield ev
+        except Exception as e:  # the replica died or Serve gave up on it
+            record["error"] = f"replica {record.get('replica', record['chosen'])} failed: {e!r}"
+            record.setdefault("energy_j", None)
+            self.records.append(record)
+            yield TokenEvent(0, 0.0, finished=True, error=record["error"][:500], status=502)
+
+    async def _events(self, stream: Any, record: dict[str, Any]) -> AsyncIterator[TokenEvent]:
         async for item in stream:
             if "replica" in item:
                 record["replica"] = item["replica"]

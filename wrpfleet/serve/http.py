@@ -123,7 +123,9 @@ def create_app(backend: Backend, guard: Guard | None = None) -> FastAPI:
         first = await anext(events)
         if first.error is not None:
             await events.aclose()
-            return error(400, first.error, param="prompt")
+            if first.status >= 500:
+                return error(first.status, first.error, "server_error")
+            return error(first.status, first.error, param="prompt")
         name = f"{'chatcmpl' if chat else 'cmpl'}-{rid}"
         created = int(time.time())
         kind = "chat.completion" if chat else "text_completion"
@@ -148,10 +150,14 @@ def create_app(backend: Backend, guard: Guard | None = None) -> FastAPI:
                 "choices": [choice],
             }
 
+        failure: list[str] = []  # why the stream broke off, if it did
+
         async def tokens() -> AsyncIterator[int]:
             event = first
             while True:
                 if event.finished:
+                    if event.error is not None:
+                        failure.append(event.error)
                     return
                 yield event.index
                 event = await anext(events)
@@ -166,11 +172,17 @@ def create_app(backend: Backend, guard: Guard | None = None) -> FastAPI:
             async def sse() -> AsyncIterator[str]:
                 async for i in tokens():
                     yield f"data: {json.dumps(chunk(f' t{i}', None))}\n\n"
-                yield f"data: {json.dumps({**chunk(None, 'length'), 'usage': usage})}\n\n"
+                if failure:  # the stream has started: the error goes in it, then it ends
+                    err = {"message": failure[0], "type": "server_error", "code": 502}
+                    yield f"data: {json.dumps({'error': err})}\n\n"
+                else:
+                    yield f"data: {json.dumps({**chunk(None, 'length'), 'usage': usage})}\n\n"
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(sse(), media_type="text/event-stream")
         text_out = "".join([f" t{i}" async for i in tokens()])
+        if failure:
+            return error(502, failure[0], "server_error")
         if chat:
             message = {"role": "assistant", "content": text_out}
             choice = {"index": 0, "message": message, "finish_reason": "length"}

@@ -41,7 +41,8 @@ class TokenEvent:
     index: int
     t: float  # engine time of the step that made it (seconds since the engine started)
     finished: bool = False
-    error: str | None = None  # why the engine refused the request, if it did
+    error: str | None = None  # why the request was refused or failed, if it was
+    status: int = 400  # the HTTP status of that: 400 refused, 502/503 the fleet failed
 
 
 class TwinEngine:
