@@ -163,3 +163,19 @@ def test_a_replica_killed_mid_stream_fails_its_requests_cleanly(base_url):
         time.sleep(1)
     assert ok.status_code == 200
     serve.delete("kill")
+
+
+def test_the_serve_config_names_a_builder_that_builds(monkeypatch):
+    """serve_app/twin.yaml: its import path resolves and builds the application."""
+    import importlib
+
+    import yaml
+
+    config = yaml.safe_load((REPO / "serve_app" / "twin.yaml").read_text())
+    (app,) = config["applications"]
+    module, attr = app["import_path"].split(":")
+    builder = getattr(importlib.import_module(module), attr)
+    monkeypatch.chdir(REPO)  # serve run runs from the repository root
+    built = builder(app["args"])
+    assert type(built).__name__ == "Application"
+    assert config["http_options"]["host"] == "127.0.0.1"
