@@ -15,7 +15,7 @@ import ray
 from conftest import REPO
 from ray import serve
 
-from wrpfleet.config import load_scenario
+from wrpfleet.config import Scenario, load_scenario
 from wrpfleet.serve.app import build_app
 
 
@@ -214,3 +214,48 @@ def test_bench_through_the_serve_app_agrees_with_the_simulator(base_url, tmp_pat
     # TTFT pays Serve's hops (proxy, ingress, handle routing with its queue probe):
     # a fixed overhead, measured, bounded here, not modelled by the simulator.
     assert 0 <= live["ttft_p50_s"] - sim["ttft_p50_s"] < 0.06
+
+
+def test_prefix_affinity_keeps_a_sessions_turns_where_its_prefix_is(base_url):
+    """Live, with the scenario's prefix_affinity router: a session's next turn goes to
+    the replica that served (and caches) its previous turns, although that replica is
+    now the busier one and a load balancer would send it elsewhere."""
+    from wrpfleet.schema import validate
+
+    scenario = validate(
+        Scenario,
+        {
+            "name": "affinity",
+            "workload": {
+                "arrival": {"process": "poisson", "rate": 1.0},
+                "classes": [{"input": 100, "output": 10}],
+                "num_requests": 1,
+            },
+            "pools": [{"name": "p", "model": "Llama-3.1-8B", "gpu": "H100-SXM", "replicas": 2}],
+            "router": "prefix_affinity",
+        },
+    )
+    serve.run(build_app(scenario), name="affinity", route_prefix="/a", blocking=False)
+    url = f"{base_url}/a"
+    turn1 = " ".join(f"s{i}" for i in range(64))  # four 16-word blocks
+    first = httpx.post(f"{url}/v1/completions", json={"prompt": turn1, "max_tokens": 4}, timeout=60)
+    assert first.status_code == 200
+
+    async def main():
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            # A long request sharing the session's opening keeps its replica busy...
+            busy = asyncio.create_task(
+                client.post("/v1/completions", json={"prompt": turn1 + " x", "max_tokens": 1500})
+            )
+            await asyncio.sleep(1.0)
+            # ... and the next turn (the opening and 32 more words) still goes there.
+            turn2 = turn1 + " " + " ".join(f"t{i}" for i in range(32))
+            reply = await client.post("/v1/completions", json={"prompt": turn2, "max_tokens": 4})
+            await busy
+            return reply
+
+    assert asyncio.run(main()).status_code == 200
+    recs = sorted(httpx.get(f"{url}/v1/wrpfleet/records").json(), key=lambda r: r["id"])
+    assert len(recs) == 3
+    assert recs[0]["replica"] == recs[1]["replica"] == recs[2]["replica"]
+    serve.delete("affinity")
