@@ -518,23 +518,25 @@ class Replica:
     def _finish(self, s: Seq) -> None:
         self._publish_answer(s)
         del self.running[s]
-        self.kv.unpin(s.pinned)
-        self.kv.release(s.blocks)
-        s.blocks = s.pinned_blocks = 0
-        s.pinned = ()
         s.finished = self.env.now
-        self._tokens -= s.req.input_tokens + s.req.output_tokens
-        self._touch()
-        self._blocks_freed()
+        self._leave(s)
         self.on_finish(s, self)
 
     def release(self, s: Seq) -> None:
         """A handed-off sequence's KV has been transferred: free it here."""
         self._away.discard(s)
+        self._leave(s)
+
+    def _free_kv(self, s: Seq) -> None:
+        """Give back a sequence's private blocks and its pins on cached ones."""
         self.kv.unpin(s.pinned)
         self.kv.release(s.blocks)
         s.blocks = s.pinned_blocks = 0
         s.pinned = ()
+
+    def _leave(self, s: Seq) -> None:
+        """A sequence is done here: its KV freed, its tokens no longer in flight."""
+        self._free_kv(s)
         self._tokens -= s.req.input_tokens + s.req.output_tokens
         self._touch()
         self._blocks_freed()
@@ -597,10 +599,7 @@ class Replica:
 
     def _preempt(self, s: Seq) -> None:
         """Preemption by recompute: drop its KV, requeue it first, redo prompt + output."""
-        self.kv.unpin(s.pinned)
-        self.kv.release(s.blocks)
-        s.blocks = s.pinned_blocks = 0
-        s.pinned = ()
+        self._free_kv(s)
         s.computed = 0
         s.prompt_len = s.req.input_tokens + s.generated
         s.prefilling = True
