@@ -13,8 +13,7 @@ from typing import Any
 
 from wrpfleet.errors import InputError
 from wrpfleet.pool.quality import Capabilities, p_good
-from wrpfleet.router.base import register
-from wrpfleet.router.pools import balancer
+from wrpfleet.router.base import balancer, register
 from wrpfleet.types import FleetView, Outcome, PoolView, RequestView, RouteDecision
 
 
@@ -22,9 +21,7 @@ def _ready_pools(fleet: FleetView, allowed: list[str] | None) -> list[PoolView]:
     pools = [
         p
         for p in fleet.pools
-        if p.role == "mixed"
-        and (allowed is None or p.name in allowed)
-        and any(r.state == "ready" for r in p.replicas)
+        if p.role == "mixed" and (allowed is None or p.name in allowed) and p.ready
     ]
     if allowed is not None:  # the order the scenario gives
         pools.sort(key=lambda p: allowed.index(p.name))
@@ -107,9 +104,8 @@ class Bandit:
         ctx = self.context(request)
         name = self.choose(ctx, [p.name for p in pools])
         pool = next(p for p in pools if p.name == name)
-        r = self.balance.pick(request, [r for r in pool.replicas if r.state == "ready"], "mixed")
         self._pending[request.id] = (ctx, name)
-        return RouteDecision(r.pool, r.id)
+        return self.balance.place(request, pool) or RouteDecision.reject("no ready replica")
 
     def observe(self, outcome: Outcome) -> None:
         ctx, name = self._pending.pop(outcome.request_id, (None, None))
@@ -157,5 +153,4 @@ class Cascade:
         if not pools:
             return RouteDecision.reject("no ready replica")
         pool = self.pool_for(request, pools)
-        r = self.balance.pick(request, [r for r in pool.replicas if r.state == "ready"], "mixed")
-        return RouteDecision(r.pool, r.id)
+        return self.balance.place(request, pool) or RouteDecision.reject("no ready replica")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from wrpfleet.errors import InputError
 from wrpfleet.registry import Registry
-from wrpfleet.types import FleetView, Outcome, ReplicaView, RequestView, RouteDecision
+from wrpfleet.types import FleetView, Outcome, PoolView, ReplicaView, RequestView, RouteDecision
 
 
 @runtime_checkable
@@ -65,3 +66,24 @@ class Balancer:
 
     def pick(self, request: RequestView, replicas: list[ReplicaView], role: str) -> ReplicaView:
         raise NotImplementedError
+
+    def place(self, request: RequestView, pool: PoolView | None) -> RouteDecision | None:
+        """A whole request to a ready replica of ``pool`` (pool routers choose the pool
+        and leave the replica to a balancer); None if the pool has none ready."""
+        ready = list(pool.ready) if pool is not None else []
+        if not ready:
+            return None
+        r = self.pick(request, ready, "mixed")
+        return RouteDecision(r.pool, r.id)
+
+
+def balancer(name: str, params: dict[str, Any] | None) -> Balancer:
+    """A load balancer by router name, for use inside a pool."""
+    b = build_router(name, params)
+    if not isinstance(b, Balancer):
+        raise InputError(
+            f"{name!r} is not a replica load balancer (round_robin, random, least_requests, "
+            "least_kv, power_of_two, prefix_affinity, session_affinity, scored)",
+            field="router.params.balance",
+        )
+    return b

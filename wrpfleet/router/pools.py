@@ -14,21 +14,9 @@ from typing import Any
 from pydantic import PositiveInt
 
 from wrpfleet.errors import InputError
-from wrpfleet.router.base import Balancer, build_router, disaggregated, register
+from wrpfleet.router.base import balancer, disaggregated, register
 from wrpfleet.schema import Spec, validate
 from wrpfleet.types import FleetView, ReplicaView, RequestView, RouteDecision
-
-
-def balancer(name: str, params: dict[str, Any] | None) -> Balancer:
-    """A load balancer by router name, for use inside a pool."""
-    b = build_router(name, params)
-    if not isinstance(b, Balancer):
-        raise InputError(
-            f"{name!r} is not a replica load balancer (round_robin, random, least_requests, "
-            "least_kv, power_of_two, prefix_affinity, session_affinity, scored)",
-            field="router.params.balance",
-        )
-    return b
 
 
 class LengthRoute(Spec):
@@ -74,11 +62,9 @@ class ContextLength:
         pools = {p.name: p for p in fleet.pools}
         tried = self.pool_for(request)
         for name in tried:
-            pool = pools.get(name)
-            ready = [r for r in pool.replicas if r.state == "ready"] if pool else []
-            if ready:
-                r = self.balance.pick(request, ready, "mixed")
-                return RouteDecision(r.pool, r.id)
+            decision = self.balance.place(request, pools.get(name))
+            if decision is not None:
+                return decision
         if not tried:
             return RouteDecision.reject(f"no route takes a prompt of {request.input_tokens} tokens")
         return RouteDecision.reject(f"no ready replica in {', '.join(tried)}")

@@ -31,8 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wrpfleet.errors import InputError
-from wrpfleet.router.base import register
-from wrpfleet.router.pools import balancer
+from wrpfleet.router.base import balancer, register
 from wrpfleet.types import FleetView, RequestView, RouteDecision
 
 Predicate = Callable[[RequestView], bool]
@@ -123,8 +122,5 @@ class Semantic:
         if pool is None:
             return RouteDecision.reject("no rule matches and no default pool")
         view = next((p for p in fleet.pools if p.name == pool), None)
-        ready = [r for r in view.replicas if r.state == "ready"] if view else []
-        if not ready:
-            return RouteDecision.reject(f"{rule}: no ready replica in pool {pool}")
-        r = self.balance.pick(request, ready, "mixed")
-        return RouteDecision(r.pool, r.id)
+        decision = self.balance.place(request, view)
+        return decision or RouteDecision.reject(f"{rule}: no ready replica in pool {pool}")

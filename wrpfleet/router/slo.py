@@ -53,7 +53,7 @@ class _Predictive:
         parts = [
             self.predictor.predict(request, p, ready)
             for p in fleet.pools
-            if p.role == "mixed" and (ready := [r for r in p.replicas if r.state == "ready"])
+            if p.role == "mixed" and (ready := list(p.ready))
         ]
         if parts:
             x = _concat(parts)
