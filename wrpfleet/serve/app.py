@@ -156,18 +156,8 @@ class PoolReplica:
                 self.attribution.processed(req.id, req.input_tokens + 1 if ev.index == 1 else 1)
             yield item
 
-    async def record_autoscaling_stats(self) -> dict[str, float]:
-        v = self.engine.view()
-        return {
-            "running": v.running,
-            "waiting": v.waiting,
-            "kv_used_blocks": v.kv_used_blocks,
-            "kv_total_blocks": v.kv_total_blocks,
-            "arrived": self.arrived,
-        }
-
-    async def record_routing_stats(self) -> dict[str, Any]:
-        self._close_interval()
+    def _load(self) -> dict[str, int]:
+        """What the engine reports, as vLLM's metrics do: requests and KV blocks."""
         v = self.engine.view()
         return {
             "running": v.running,
@@ -175,9 +165,15 @@ class PoolReplica:
             "tokens_in_flight": v.tokens_in_flight,
             "kv_used_blocks": v.kv_used_blocks,
             "kv_total_blocks": v.kv_total_blocks,
-            "energy_j": self.meter.joules(),
-            "energy_source": self.meter.source,
         }
+
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        return {**self._load(), "arrived": self.arrived}
+
+    async def record_routing_stats(self) -> dict[str, Any]:
+        self._close_interval()
+        load = self._load()
+        return {**load, "energy_j": self.meter.joules(), "energy_source": self.meter.source}
 
 
 class ServeAutoscaler:
