@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("WRPFLEET_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def wrpfleet(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`wrpfleet ARGS` as a user runs it: a subprocess in the repository root, with its
+    real exit code and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "wrpfleet.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import wrpfleet
 
 from wrpfleet.analysis.compare import (
     capacity,
@@ -123,26 +121,18 @@ def test_with_policies_keeps_the_scenarios_own_parameters():
 
 
 def test_compare_cli_json(tmp_path):
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "wrpfleet.cli",
-            "compare",
-            "sim/quickstart.yaml",
-            "--routers",
-            "least_requests,power_of_two",
-            "--loads",
-            "0.5",
-            "--seeds",
-            "1",
-            "--out",
-            str(tmp_path),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
+    run = wrpfleet(
+        "compare",
+        "sim/quickstart.yaml",
+        "--routers",
+        "least_requests,power_of_two",
+        "--loads",
+        "0.5",
+        "--seeds",
+        "1",
+        "--out",
+        tmp_path,
+        "--json",
         timeout=300,
     )
     assert run.returncode == 0, run.stderr
@@ -152,20 +142,12 @@ def test_compare_cli_json(tmp_path):
         records[0]
     )
     assert {p.name for p in tmp_path.iterdir()} == {"compare.csv", "compare.json", "compare.html"}
-    bad = subprocess.run(
-        [sys.executable, "-m", "wrpfleet.cli", "compare", "sim/quickstart.yaml", "--routers", "x"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    bad = wrpfleet("compare", "sim/quickstart.yaml", "--routers", "x")
     assert bad.returncode == 2 and "unknown router 'x'" in bad.stderr
 
 
 def test_compare_on_ray_gives_the_in_process_results(tmp_path):
     args = [
-        sys.executable,
-        "-m",
-        "wrpfleet.cli",
         "compare",
         "sim/quickstart.yaml",
         "--routers",
@@ -176,16 +158,8 @@ def test_compare_on_ray_gives_the_in_process_results(tmp_path):
         "2",
         "--json",
     ]
-    local = subprocess.run(
-        [*args, "--out", str(tmp_path / "a")], capture_output=True, text=True, cwd=REPO, timeout=300
-    )
-    on_ray = subprocess.run(
-        [*args, "--out", str(tmp_path / "b"), "--ray-address", "local"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
-    )
+    local = wrpfleet(*args, "--out", tmp_path / "a", timeout=300)
+    on_ray = wrpfleet(*args, "--out", tmp_path / "b", "--ray-address", "local", timeout=300)
     assert local.returncode == 0, local.stderr
     assert on_ray.returncode == 0, on_ray.stderr
     assert json.loads(on_ray.stdout) == json.loads(local.stdout)

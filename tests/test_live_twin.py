@@ -9,11 +9,10 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO
+from conftest import REPO, wrpfleet
 
 POOLS = """pools:
   - name: p
@@ -30,16 +29,6 @@ num_requests: 24
 duration_s: null
 seed: 2
 """
-
-
-def wrpfleet(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "wrpfleet.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture
