@@ -108,12 +108,14 @@ def offered_rate(s: Scenario, limit: int = 100_000) -> float:
     return (len(times) - 1) / (times[-1] - times[0])
 
 
-def capacity(s: Scenario, requests: int = 2000) -> float:
+def capacity(s: Scenario, requests: int = 2000, rate: float | None = None) -> float:
     """Requests/s the fleet completes when saturated (least outstanding requests
-    routing, no autoscaler: the fleet as specified)."""
+    routing, no autoscaler: the fleet as specified). ``rate``: the workload's offered
+    rate, if the caller has it already."""
+    rate = offered_rate(s) if rate is None else rate
     burst = s.model_copy(
         update={
-            "rate_scale": s.rate_scale * offered_rate(s) * 1e4,
+            "rate_scale": s.rate_scale * rate * 1e4,
             "duration_s": None,
             "max_requests": requests,
             "router": RouterSpec(policy="least_requests"),
@@ -180,8 +182,8 @@ def compare(
     """Records, one per (router, autoscaler, load): each summary figure's mean and 95%
     interval over seeds, and for the headline figures the paired test against the
     first policy; and the fleet capacity the loads are fractions of."""
-    cap = capacity(base)
     rate = offered_rate(base)
+    cap = capacity(base, rate=rate)
     cells = [
         Cell(r, a, load, seed)
         for load in loads

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from functools import cache
 
 from wrpfleet.pool.catalog import model as model_spec
 
@@ -28,6 +29,7 @@ SPREAD = 0.1
 Capabilities = dict[str, dict[str, float]]  # model -> category (or "*") -> capability
 
 
+@cache  # constant per model, asked for every completed request
 def default_capability(model: str) -> float:
     m = model_spec(model)
     active = m.params_active / 1e9
