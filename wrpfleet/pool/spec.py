@@ -101,6 +101,11 @@ class PoolSpec(Spec):
         hi = self.max_replicas if self.max_replicas is not None else self.replicas
         return lo, hi
 
+    @property
+    def price_per_replica_hour(self) -> float:
+        """USD: the pool's price per GPU-hour (the catalog's if not given) times ``tp``."""
+        return (self.price_per_gpu_hour or catalog.gpu(self.gpu).price_per_gpu_hour) * self.tp
+
     def view(
         self, replicas: tuple[ReplicaView, ...], target: int, price_per_replica_hour: float
     ) -> PoolView:

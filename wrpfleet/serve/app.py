@@ -32,7 +32,6 @@ from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, R
 
 from wrpfleet.autoscale import build_autoscaler
 from wrpfleet.config import AutoscalerSpec, RouterSpec, Scenario
-from wrpfleet.pool.catalog import gpu as gpu_spec
 from wrpfleet.pool.spec import FleetSpec, PoolSpec
 from wrpfleet.router import build_router
 from wrpfleet.serve.energy import Attribution, EnergyMeter
@@ -274,8 +273,7 @@ class Ingress:
         for name, spec in self.specs.items():
             router = routers().get(name)
             views = tuple(router.views()) if router else ()
-            price = (spec.price_per_gpu_hour or gpu_spec(spec.gpu).price_per_gpu_hour) * spec.tp
-            pools.append(spec.view(views, len(views) or spec.replicas, price))
+            pools.append(spec.view(views, len(views) or spec.replicas, spec.price_per_replica_hour))
         return FleetView(pools=tuple(pools), now=0.0)
 
     async def generate(self, request: Request) -> AsyncIterator[TokenEvent]:

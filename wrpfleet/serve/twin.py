@@ -25,12 +25,9 @@ from dataclasses import dataclass
 
 import simpy
 
-from wrpfleet.pool.catalog import gpu as gpu_spec
-from wrpfleet.pool.catalog import model as model_spec
-from wrpfleet.pool.perf import Constants, PerfModel
 from wrpfleet.pool.spec import PoolSpec
 from wrpfleet.sim.engine import Replica, Seq
-from wrpfleet.sim.fleet import kv_blocks
+from wrpfleet.sim.fleet import replica_engine
 from wrpfleet.types import ReplicaView, Request
 
 
@@ -55,19 +52,15 @@ class TwinEngine:
     ) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
-        constants = Constants.fitted(pool.engine.calibration)
-        self.perf = PerfModel(
-            gpu_spec(pool.gpu), model_spec(pool.model), pool.tp, pool.dtype, constants
-        )
+        self.perf, blocks, max_len = replica_engine(pool)
         self.env = simpy.Environment()
-        max_len = pool.engine.max_model_len or self.perf.model.max_position_embeddings
         self.replica = Replica(
             self.env,
             name or f"{pool.name}-twin",
             pool.name,
             self.perf,
             pool.engine,
-            kv_blocks(pool, self.perf),
+            blocks,
             self._finished,
             fast=False,  # every step an event: tokens stream step by step
             max_model_len=max_len,

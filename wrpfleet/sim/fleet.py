@@ -52,6 +52,16 @@ def kv_blocks(pool: PoolSpec, perf: PerfModel) -> int:
     return blocks
 
 
+def replica_engine(pool: PoolSpec) -> tuple[PerfModel, int, int]:
+    """What a replica of the pool runs on: its performance model (the pool's stack's
+    fitted constants), its KV blocks and its context limit (simulated or twin)."""
+    gpu, model = gpu_spec(pool.gpu), model_spec(pool.model)
+    constants = Constants.fitted(pool.engine.calibration)
+    perf = PerfModel(gpu, model, pool.tp, pool.dtype, constants)
+    max_len = pool.engine.max_model_len or model.max_position_embeddings
+    return perf, kv_blocks(pool, perf), max_len
+
+
 def cold_start_s(pool: PoolSpec, perf: PerfModel) -> float:
     """Seconds from scale-up to ready: the pool's own figure, or the estimate."""
     return pool.cold_start_s if pool.cold_start_s is not None else perf.cold_start_s
@@ -62,11 +72,14 @@ class Pool:
     spec: PoolSpec
     perf: PerfModel
     replicas: list[Replica]
-    price_per_replica_hour: float
     kv_blocks: int
     max_model_len: int
     target: int
     routed: int = 0  # requests routed here since the autoscaler last looked
+
+    @property
+    def price_per_replica_hour(self) -> float:
+        return self.spec.price_per_replica_hour
 
     @property
     def live(self) -> list[Replica]:
@@ -93,13 +106,8 @@ class Simulation:
         self._views: dict[str, list] = {}
         self._pool_views: dict[str, PoolView] = {}
         for spec in scenario.pools:
-            gpu, model = gpu_spec(spec.gpu), model_spec(spec.model)
-            constants = Constants.fitted(spec.engine.calibration)
-            perf = PerfModel(gpu, model, spec.tp, spec.dtype, constants)
-            blocks = kv_blocks(spec, perf)
-            max_len = spec.engine.max_model_len or model.max_position_embeddings
-            price = (spec.price_per_gpu_hour or gpu.price_per_gpu_hour) * spec.tp
-            pool = Pool(spec, perf, [], price, blocks, max_len, spec.replicas)
+            perf, blocks, max_len = replica_engine(spec)
+            pool = Pool(spec, perf, [], blocks, max_len, spec.replicas)
             self.pools[spec.name] = pool
             for _ in range(spec.replicas):
                 self._add_replica(pool, "ready")
@@ -340,4 +348,4 @@ class Simulation:
         return p.spec.view(tuple(self._views[p.spec.name]), p.target, p.price_per_replica_hour)
 
 
-__all__ = ["Simulation", "cold_start_s", "kv_blocks"]
+__all__ = ["Simulation", "cold_start_s", "kv_blocks", "replica_engine"]
